@@ -145,10 +145,16 @@ impl fmt::Display for TraceError {
             }
             TraceError::Malformed { line, reason } => write!(f, "line {line}: {reason}"),
             TraceError::FreeOfUnknownPointer { line, pointer } => {
-                write!(f, "line {line}: free of {pointer:#x}, which is not live at that point")
+                write!(
+                    f,
+                    "line {line}: free of {pointer:#x}, which is not live at that point"
+                )
             }
             TraceError::PointerStillLive { line, pointer } => {
-                write!(f, "line {line}: allocation at {pointer:#x}, which is still live")
+                write!(
+                    f,
+                    "line {line}: allocation at {pointer:#x}, which is still live"
+                )
             }
         }
     }
@@ -173,7 +179,10 @@ impl From<std::io::Error> for TraceError {
 pub const HEADER: &str = "Thread,Time,Action,Pointer,Size,Stream";
 
 fn parse_hex(field: &str) -> Option<u64> {
-    let digits = field.strip_prefix("0x").or_else(|| field.strip_prefix("0X")).unwrap_or(field);
+    let digits = field
+        .strip_prefix("0x")
+        .or_else(|| field.strip_prefix("0X"))
+        .unwrap_or(field);
     if digits.is_empty() {
         return None;
     }
@@ -255,7 +264,10 @@ impl Trace {
                     reason: format!("{} fields, the header has {}", fields.len(), cols.count),
                 });
             }
-            let malformed = |reason: String| TraceError::Malformed { line: line_no, reason };
+            let malformed = |reason: String| TraceError::Malformed {
+                line: line_no,
+                reason,
+            };
             let action = match fields[cols.action] {
                 "allocate" => Action::Allocate,
                 "allocate failure" => Action::AllocateFailure,
@@ -280,8 +292,17 @@ impl Trace {
             let stream = parse_hex(stream_field)
                 .ok_or_else(|| malformed(format!("stream `{stream_field}` is not hex")))?;
             let next_thread = threads.len() as u32;
-            let thread = *threads.entry(fields[cols.thread].to_owned()).or_insert(next_thread);
-            events.push(Event { line: line_no, thread, action, pointer, size, stream });
+            let thread = *threads
+                .entry(fields[cols.thread].to_owned())
+                .or_insert(next_thread);
+            events.push(Event {
+                line: line_no,
+                thread,
+                action,
+                pointer,
+                size,
+                stream,
+            });
         }
         Ok(Trace { events })
     }
@@ -331,17 +352,27 @@ impl Trace {
                 Action::Allocate => {
                     let id = out.sizes.len() as u32;
                     if live.insert(e.pointer, id).is_some() {
-                        return Err(TraceError::PointerStillLive { line: e.line, pointer: e.pointer });
+                        return Err(TraceError::PointerStillLive {
+                            line: e.line,
+                            pointer: e.pointer,
+                        });
                     }
                     out.sizes.push(e.size);
                     live_bytes += e.size;
                     out.peak_live_bytes = out.peak_live_bytes.max(live_bytes);
-                    out.ops.push(Op::Allocate { id, size: e.size, stream });
+                    out.ops.push(Op::Allocate {
+                        id,
+                        size: e.size,
+                        stream,
+                    });
                 }
                 Action::Free => {
                     let id = live
                         .remove(&e.pointer)
-                        .ok_or(TraceError::FreeOfUnknownPointer { line: e.line, pointer: e.pointer })?;
+                        .ok_or(TraceError::FreeOfUnknownPointer {
+                            line: e.line,
+                            pointer: e.pointer,
+                        })?;
                     live_bytes -= out.sizes[id as usize];
                     out.ops.push(Op::Free { id, stream });
                 }
@@ -378,10 +409,22 @@ mod tests {
         assert_eq!(
             r.ops,
             vec![
-                Op::Allocate { id: 0, size: 1024, stream: 0 },
-                Op::Allocate { id: 1, size: 2048, stream: 1 },
+                Op::Allocate {
+                    id: 0,
+                    size: 1024,
+                    stream: 0
+                },
+                Op::Allocate {
+                    id: 1,
+                    size: 2048,
+                    stream: 1
+                },
                 Op::Free { id: 0, stream: 0 },
-                Op::Allocate { id: 2, size: 512, stream: 1 },
+                Op::Allocate {
+                    id: 2,
+                    size: 512,
+                    stream: 1
+                },
             ]
         );
     }
@@ -413,9 +456,18 @@ mod tests {
             Trace::parse("Thread,Time,Action,Pointer,Size\n".as_bytes()),
             Err(TraceError::MissingColumn { column: "Stream" })
         ));
-        assert!(matches!(Trace::parse("".as_bytes()), Err(TraceError::MissingColumn { .. })));
+        assert!(matches!(
+            Trace::parse("".as_bytes()),
+            Err(TraceError::MissingColumn { .. })
+        ));
         let text = format!("{HEADER}\n1,t,allocate,0x20,4,0\n1,t,allocate,0x20,4,0\n");
         let trace = Trace::parse(text.as_bytes()).unwrap();
-        assert!(matches!(trace.resolve(), Err(TraceError::PointerStillLive { line: 3, pointer: 0x20 })));
+        assert!(matches!(
+            trace.resolve(),
+            Err(TraceError::PointerStillLive {
+                line: 3,
+                pointer: 0x20
+            })
+        ));
     }
 }

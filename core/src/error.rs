@@ -106,21 +106,39 @@ impl fmt::Display for Error {
                 write!(f, "invalid alignment {align}: not a supported power of two")
             }
             Error::SizeOverflow { requested } => {
-                write!(f, "size {requested} B overflows the address space when rounded")
+                write!(
+                    f,
+                    "size {requested} B overflows the address space when rounded"
+                )
             }
-            Error::OutOfMemory { requested, largest_free, total_free } => write!(
+            Error::OutOfMemory {
+                requested,
+                largest_free,
+                total_free,
+            } => write!(
                 f,
                 "out of memory: requested {requested} B, largest free block {largest_free} B, total free {total_free} B"
             ),
-            Error::LimitExceeded { requested, allocated, limit } => write!(
+            Error::LimitExceeded {
+                requested,
+                allocated,
+                limit,
+            } => write!(
                 f,
                 "allocation limit exceeded: requested {requested} B with {allocated} B of {limit} B in use"
             ),
             Error::NotAllocated { addr } => {
-                write!(f, "free of {addr:#x}, which was not allocated by this resource")
+                write!(
+                    f,
+                    "free of {addr:#x}, which was not allocated by this resource"
+                )
             }
             Error::DoubleFree { addr } => write!(f, "double free of {addr:#x}"),
-            Error::SizeMismatch { addr, allocated, given } => write!(
+            Error::SizeMismatch {
+                addr,
+                allocated,
+                given,
+            } => write!(
                 f,
                 "free of {addr:#x} with size {given} B, but it was allocated with {allocated} B"
             ),
@@ -128,7 +146,10 @@ impl fmt::Display for Error {
                 write!(f, "metadata store full ({capacity} slots)")
             }
             Error::TooLarge { requested, max } => {
-                write!(f, "request of {requested} B exceeds this resource's maximum of {max} B")
+                write!(
+                    f,
+                    "request of {requested} B exceeds this resource's maximum of {max} B"
+                )
             }
             Error::UnknownStream { stream } => write!(f, "unknown stream {stream:#x}"),
             Error::Backend { call, code } => write!(f, "{call} failed with code {code}"),

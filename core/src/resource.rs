@@ -59,7 +59,12 @@ pub trait MemoryResource: Send + Sync {
     /// [`Error::InvalidAlignment`](crate::Error::InvalidAlignment) for an alignment that is not
     /// a power of two, [`Error::OutOfMemory`](crate::Error::OutOfMemory) (or another variant
     /// that says why) when the request cannot be served.
-    fn allocate(&self, size: u64, align: u64, stream: crate::StreamKey) -> Result<u64, crate::Error>;
+    fn allocate(
+        &self,
+        size: u64,
+        align: u64,
+        stream: crate::StreamKey,
+    ) -> Result<u64, crate::Error>;
 
     /// Frees the block at `addr`, allocated with `size` and `align`, last used on `stream`.
     ///

@@ -83,7 +83,12 @@ macro_rules! slab_methods {
     () => {
         fn remove(&mut self, id: SlotId) -> T {
             let slot = &mut self.slots[id as usize];
-            let old = core::mem::replace(slot, Slot::Vacant { next_vacant: self.first_vacant });
+            let old = core::mem::replace(
+                slot,
+                Slot::Vacant {
+                    next_vacant: self.first_vacant,
+                },
+            );
             match old {
                 Slot::Occupied(v) => {
                     self.first_vacant = id;
@@ -144,7 +149,11 @@ impl<T, const N: usize> FixedSlots<T, N> {
     /// ```
     pub const fn new() -> Self {
         const { assert!(N < NO_SLOT as usize, "FixedSlots: N must be below u32::MAX") };
-        Self { slots: heapless::Vec::new(), first_vacant: NO_SLOT, len: 0 }
+        Self {
+            slots: heapless::Vec::new(),
+            first_vacant: NO_SLOT,
+            len: 0,
+        }
     }
 }
 
@@ -211,7 +220,11 @@ impl<T> VecSlots<T> {
     /// assert!(s.is_empty());
     /// ```
     pub const fn new() -> Self {
-        Self { slots: alloc::vec::Vec::new(), first_vacant: NO_SLOT, len: 0 }
+        Self {
+            slots: alloc::vec::Vec::new(),
+            first_vacant: NO_SLOT,
+            len: 0,
+        }
     }
 
     /// An empty store with room for `n` slots before it reallocates.
@@ -222,7 +235,11 @@ impl<T> VecSlots<T> {
     /// assert!(s.is_empty());
     /// ```
     pub fn with_capacity(n: usize) -> Self {
-        Self { slots: alloc::vec::Vec::with_capacity(n), first_vacant: NO_SLOT, len: 0 }
+        Self {
+            slots: alloc::vec::Vec::with_capacity(n),
+            first_vacant: NO_SLOT,
+            len: 0,
+        }
     }
 }
 
@@ -248,7 +265,9 @@ impl<T> SlotStore<T> for VecSlots<T> {
             return Ok(id);
         }
         if self.slots.len() >= NO_SLOT as usize {
-            return Err(Error::MetadataExhausted { capacity: NO_SLOT as usize });
+            return Err(Error::MetadataExhausted {
+                capacity: NO_SLOT as usize,
+            });
         }
         let id = self.slots.len() as SlotId;
         self.slots.push(Slot::Occupied(value));
@@ -270,7 +289,11 @@ mod tests {
     #[test]
     fn fixed_store_reuses_slots_and_reports_exhaustion() {
         let mut s: FixedSlots<u32, 3> = FixedSlots::new();
-        let ids: [SlotId; 3] = [s.insert(1).unwrap(), s.insert(2).unwrap(), s.insert(3).unwrap()];
+        let ids: [SlotId; 3] = [
+            s.insert(1).unwrap(),
+            s.insert(2).unwrap(),
+            s.insert(3).unwrap(),
+        ];
         assert_eq!(s.insert(4), Err(Error::MetadataExhausted { capacity: 3 }));
         assert_eq!(s.remove(ids[1]), 2);
         assert_eq!(s.len(), 2);

@@ -51,13 +51,17 @@ impl<T> Mutex<T> {
     /// ```
     #[cfg(not(loom))]
     pub const fn new(value: T) -> Self {
-        Self { inner: spin::Mutex::new(value) }
+        Self {
+            inner: spin::Mutex::new(value),
+        }
     }
 
     /// A new unlocked mutex.
     #[cfg(loom)]
     pub fn new(value: T) -> Self {
-        Self { inner: loom::sync::Mutex::new(value) }
+        Self {
+            inner: loom::sync::Mutex::new(value),
+        }
     }
 
     /// Locks, spinning (or, under loom, yielding to the model) until the lock is free.

@@ -107,7 +107,14 @@ impl<const N: usize> SimUpstream<N> {
             // N > 0, so the first push fits.
             let _ = free.push(Range::new(SIM_BASE, SIM_WINDOW));
         }
-        Self { capacity, in_use: 0, peak_in_use: 0, allocations: 0, live: heapless::Vec::new(), free }
+        Self {
+            capacity,
+            in_use: 0,
+            peak_in_use: 0,
+            allocations: 0,
+            live: heapless::Vec::new(),
+            free,
+        }
     }
 
     /// The capacity in bytes.
@@ -150,7 +157,11 @@ impl<const N: usize> SimUpstream<N> {
 
     fn out_of_memory(&self, requested: u64) -> Error {
         let total_free = self.capacity.saturating_sub(self.in_use);
-        Error::OutOfMemory { requested, largest_free: total_free, total_free }
+        Error::OutOfMemory {
+            requested,
+            largest_free: total_free,
+            total_free,
+        }
     }
 }
 
@@ -164,11 +175,14 @@ impl<const N: usize> Upstream for SimUpstream<N> {
             return Err(self.out_of_memory(size));
         }
         let live_at = |live: &heapless::Vec<Range, N>, start: u64| {
-            live.binary_search_by_key(&start, |r| r.start).unwrap_or_else(|i| i)
+            live.binary_search_by_key(&start, |r| r.start)
+                .unwrap_or_else(|i| i)
         };
         for i in 0..self.free.len() {
             let gap = self.free[i];
-            let Some(start) = align_up(gap.start, align) else { continue };
+            let Some(start) = align_up(gap.start, align) else {
+                continue;
+            };
             if start.checked_add(size).is_none_or(|end| end > gap.end()) {
                 continue;
             }
@@ -209,7 +223,11 @@ impl<const N: usize> Upstream for SimUpstream<N> {
         };
         let live = self.live[at];
         if live.len != range.len {
-            return Err(Error::SizeMismatch { addr: range.start, allocated: live.len, given: range.len });
+            return Err(Error::SizeMismatch {
+                addr: range.start,
+                allocated: live.len,
+                given: range.len,
+            });
         }
         let i = self.free.partition_point(|g| g.start < range.start);
         let merges_prev = i > 0 && self.free[i - 1].is_followed_by(&range);
@@ -244,14 +262,26 @@ mod tests {
     fn sim_rejects_bad_frees_without_changing_state() {
         let mut sim = SimUpstream::<16>::with_slots(1 << 20);
         let a = sim.allocate(4096, 256).unwrap();
-        assert_eq!(sim.deallocate(Range::new(a.start + 256, 4096)), Err(Error::NotAllocated { addr: a.start + 256 }));
+        assert_eq!(
+            sim.deallocate(Range::new(a.start + 256, 4096)),
+            Err(Error::NotAllocated {
+                addr: a.start + 256
+            })
+        );
         assert_eq!(
             sim.deallocate(Range::new(a.start, 256)),
-            Err(Error::SizeMismatch { addr: a.start, allocated: 4096, given: 256 })
+            Err(Error::SizeMismatch {
+                addr: a.start,
+                allocated: 4096,
+                given: 256
+            })
         );
         assert_eq!(sim.in_use(), 4096);
         sim.deallocate(a).unwrap();
-        assert_eq!(sim.deallocate(a), Err(Error::NotAllocated { addr: a.start }));
+        assert_eq!(
+            sim.deallocate(a),
+            Err(Error::NotAllocated { addr: a.start })
+        );
         assert_eq!(sim.in_use(), 0);
     }
 
@@ -276,7 +306,10 @@ mod tests {
         assert_eq!(big.start % (1 << 20), 0);
         assert!(!small.overlaps(&big));
         assert_eq!(sim.allocate(0, 256), Err(Error::ZeroSize));
-        assert_eq!(sim.allocate(1, 3), Err(Error::InvalidAlignment { align: 3 }));
+        assert_eq!(
+            sim.allocate(1, 3),
+            Err(Error::InvalidAlignment { align: 3 })
+        );
         let mut n = 2;
         loop {
             match sim.allocate(256, 1 << 20) {
