@@ -1,0 +1,634 @@
+//! strata against the peer crates that manage abstract address ranges (issue 2).
+//!
+//! ```text
+//! cargo bench --bench peers -- TRACE.csv [TRACE.csv ...] [--reps N] [--capacity X] [--no-search]
+//! ```
+//!
+//! Every trace (RMM's CSV log format) is parsed and resolved with [`strata::trace`] before any
+//! timing starts, then replayed against each allocator:
+//!
+//! - `strata-pool`: [`strata::algo::Pool`] over a [`strata::SimUpstream`], its initial size the
+//!   whole capacity, so it never grows during a replay;
+//! - `strata-tlsf`: [`strata::algo::CoalescingList`] with the capacity as its one chunk;
+//! - `range-alloc` 0.1.5: best fit over a sorted free-range vector, `allocate_range_aligned(size,
+//!   256)`, in bytes;
+//! - `offset-allocator` 0.2.0: u32 sizes and no alignment argument, so it counts in 256-byte
+//!   units (a size of `n` units is `256·n` bytes; offsets are then 256-aligned by construction);
+//!   it also rounds every request up to one of its float-like bins (up to 12.5% more);
+//! - `buddy_system_allocator` 0.13.0: `FrameAllocator` (binary buddy, sizes rounded up to a power
+//!   of two) in 256-byte frames; a block of `2^k` frames is aligned to `2^k` frames;
+//! - `xalloc` 0.2.7: `SysTlsf<u64>` in bytes, `alloc_aligned(size, 256)`.
+//!
+//! Every request is rounded up to a multiple of 256 bytes before it reaches any allocator (as RMM
+//! and strata do on a device), and every allocator gets alignment 256 (through its API where it
+//! has one, by the unit size otherwise). The rounding is done once, outside the timed region.
+//!
+//! For each trace the benchmark prints, per allocator:
+//!
+//! - `ns/op`: the median over `--reps` timed repetitions (default 7, after one untimed warm-up)
+//!   of the replay's wall time divided by its operation count (allocations and frees). Each
+//!   repetition replays on a fresh allocator and a fresh handle table, both built outside the
+//!   timed region; only the loop over the operations is timed;
+//! - `failed`: the allocations it refused at the timed capacity (then the matching frees are
+//!   skipped, so its `ns/op` covers slightly different work; such rows are marked `*`);
+//! - `min cap`: the smallest capacity, as a multiple of the trace's peak live bytes (sizes as
+//!   logged, before rounding), at which it replays the whole trace with no failure. Found by
+//!   doubling from 1× (up to [`MAX_SEARCH_MULTIPLE`]) and then bisecting to 1%. Failure is not
+//!   strictly monotone in capacity for every algorithm, so this is the boundary the search finds,
+//!   verified by a full replay at that capacity.
+//!
+//! The timed capacity is the same for all allocators: `--capacity` times the peak live bytes
+//! (default 2×), rounded up to 256 bytes.
+//!
+//! Before any timing, every allocator replays the trace once under a checker that keeps the live
+//! blocks in an ordered map and panics if a block is misaligned, lies outside the allocator's
+//! range, or overlaps a live block: a broken allocator cannot look fast.
+//!
+//! The last line is `worst ratio_vs_best_peer=<x>`: the largest, over the traces, of
+//! `strata-pool`'s ns/op divided by the fastest peer's ns/op on that trace.
+
+use std::collections::BTreeMap;
+use std::hint::black_box;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use strata::trace::{Op, Trace};
+
+/// The alignment every allocator is held to, and the granularity sizes are rounded to.
+const ALIGN: u64 = 256;
+
+/// The largest capacity, as a multiple of the peak live bytes, the capacity search tries.
+const MAX_SEARCH_MULTIPLE: f64 = 64.0;
+
+/// The relative precision the capacity search bisects to.
+const SEARCH_PRECISION: f64 = 0.01;
+
+/// One replay step: sizes are already rounded up to [`ALIGN`].
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    /// Allocate `size` bytes; the block is known as `id` from now on.
+    Alloc { id: u32, size: u64 },
+    /// Free block `id`, which was allocated with `size` bytes.
+    Free { id: u32, size: u64 },
+}
+
+/// A trace made ready for replay.
+#[derive(Debug)]
+struct Workload {
+    /// The file name, for the report.
+    name: String,
+    /// The operations, in trace order.
+    steps: Vec<Step>,
+    /// How many allocation ids the trace uses.
+    ids: usize,
+    /// The most bytes live at once, with sizes as logged.
+    peak_live_bytes: u64,
+    /// The most bytes live at once, with sizes rounded up to [`ALIGN`].
+    peak_live_rounded: u64,
+    /// The most blocks live at once.
+    peak_live_blocks: usize,
+    /// Allocations never freed by the end of the trace.
+    leaked: u64,
+}
+
+impl Workload {
+    /// Parses and resolves the trace at `path`.
+    fn load(path: &str) -> Result<Workload, String> {
+        let trace = Trace::from_path(path).map_err(|e| format!("{path}: {e}"))?;
+        let resolved = trace.resolve().map_err(|e| format!("{path}: {e}"))?;
+        let round = |size: u64| {
+            size.checked_next_multiple_of(ALIGN)
+                .ok_or_else(|| format!("{path}: size {size} overflows when rounded to {ALIGN}"))
+        };
+        let mut steps = Vec::with_capacity(resolved.ops.len());
+        let (mut live_rounded, mut peak_live_rounded) = (0u64, 0u64);
+        let (mut live_blocks, mut peak_live_blocks) = (0usize, 0usize);
+        for op in &resolved.ops {
+            match *op {
+                Op::Allocate { id, size, .. } => {
+                    let size = round(size)?;
+                    live_rounded += size;
+                    live_blocks += 1;
+                    peak_live_rounded = peak_live_rounded.max(live_rounded);
+                    peak_live_blocks = peak_live_blocks.max(live_blocks);
+                    steps.push(Step::Alloc { id, size });
+                }
+                Op::Free { id, .. } => {
+                    let size = round(resolved.sizes[id as usize])?;
+                    live_rounded -= size;
+                    live_blocks -= 1;
+                    steps.push(Step::Free { id, size });
+                }
+            }
+        }
+        if resolved.peak_live_bytes == 0 {
+            return Err(format!("{path}: the trace allocates nothing"));
+        }
+        let name = std::path::Path::new(path)
+            .file_name()
+            .map_or_else(|| path.to_owned(), |n| n.to_string_lossy().into_owned());
+        Ok(Workload {
+            name,
+            steps,
+            ids: resolved.sizes.len(),
+            peak_live_bytes: resolved.peak_live_bytes,
+            peak_live_rounded,
+            peak_live_blocks,
+            leaked: resolved.leaked,
+        })
+    }
+
+    /// The capacity in bytes for `multiple` × the peak live bytes, rounded up to [`ALIGN`].
+    fn capacity(&self, multiple: f64) -> u64 {
+        let bytes = (self.peak_live_bytes as f64 * multiple).ceil() as u64;
+        bytes.next_multiple_of(ALIGN)
+    }
+}
+
+/// One allocator under test: the benchmark is generic over this trait, so every replay loop is
+/// monomorphised and calls the allocator directly.
+trait Subject: Sized {
+    /// The name in the report.
+    const NAME: &'static str;
+    /// Whether this is strata (as opposed to a peer).
+    const IS_STRATA: bool = false;
+    /// What the allocator needs back to free a block.
+    type Handle;
+
+    /// A fresh allocator managing `capacity` bytes (a multiple of [`ALIGN`]). `max_blocks` bounds
+    /// the live blocks of the replay, for allocators that preallocate their metadata. `None` when
+    /// the allocator cannot represent that capacity.
+    fn build(capacity: u64, max_blocks: usize) -> Option<Self>;
+
+    /// Allocates `size` bytes (a multiple of [`ALIGN`]) aligned to [`ALIGN`]: the handle and the
+    /// block's start address, or `None` when the allocator refuses.
+    fn alloc(&mut self, size: u64) -> Option<(Self::Handle, u64)>;
+
+    /// Frees a block this allocator handed out with `size` bytes.
+    fn free(&mut self, handle: Self::Handle, size: u64);
+
+    /// The address range the allocator hands blocks out of, `(start, len)`, for the checker.
+    fn bounds(&self) -> (u64, u64);
+}
+
+/// range-alloc: best fit over a sorted vector of free ranges, in bytes.
+struct RangeAlloc(range_alloc::RangeAllocator<u64>);
+
+impl Subject for RangeAlloc {
+    const NAME: &'static str = "range-alloc";
+    type Handle = u64;
+
+    fn build(capacity: u64, _max_blocks: usize) -> Option<Self> {
+        Some(RangeAlloc(range_alloc::RangeAllocator::new(0..capacity)))
+    }
+
+    #[inline]
+    fn alloc(&mut self, size: u64) -> Option<(u64, u64)> {
+        let r = self.0.allocate_range_aligned(size, ALIGN).ok()?;
+        Some((r.start, r.start))
+    }
+
+    #[inline]
+    fn free(&mut self, start: u64, size: u64) {
+        self.0.free_range(start..start + size);
+    }
+
+    fn bounds(&self) -> (u64, u64) {
+        let r = self.0.initial_range();
+        (r.start, r.end - r.start)
+    }
+}
+
+/// offset-allocator: u32 only and no alignment, so it counts in [`ALIGN`]-byte units.
+struct OffsetAlloc {
+    inner: offset_allocator::Allocator<u32>,
+    units: u32,
+}
+
+impl Subject for OffsetAlloc {
+    const NAME: &'static str = "offset-allocator";
+    type Handle = offset_allocator::Allocation<u32>;
+
+    fn build(capacity: u64, max_blocks: usize) -> Option<Self> {
+        let units = u32::try_from(capacity / ALIGN).ok()?;
+        // One node per live block and at most one per free gap between them, plus slack.
+        let nodes = u32::try_from(2 * max_blocks + 64).ok()?.max(128 * 1024);
+        Some(OffsetAlloc {
+            inner: offset_allocator::Allocator::with_max_allocs(units, nodes),
+            units,
+        })
+    }
+
+    #[inline]
+    fn alloc(&mut self, size: u64) -> Option<(Self::Handle, u64)> {
+        let a = self.inner.allocate(u32::try_from(size / ALIGN).ok()?)?;
+        Some((a, u64::from(a.offset) * ALIGN))
+    }
+
+    #[inline]
+    fn free(&mut self, handle: Self::Handle, _size: u64) {
+        self.inner.free(handle);
+    }
+
+    fn bounds(&self) -> (u64, u64) {
+        (0, u64::from(self.units) * ALIGN)
+    }
+}
+
+/// buddy_system_allocator's `FrameAllocator`, in [`ALIGN`]-byte frames.
+struct Buddy {
+    inner: buddy_system_allocator::FrameAllocator<33>,
+    frames: usize,
+}
+
+impl Subject for Buddy {
+    const NAME: &'static str = "buddy_system_allocator";
+    type Handle = usize;
+
+    fn build(capacity: u64, _max_blocks: usize) -> Option<Self> {
+        let frames = usize::try_from(capacity / ALIGN).ok()?;
+        let mut inner = buddy_system_allocator::FrameAllocator::new();
+        inner.add_frame(0, frames);
+        Some(Buddy { inner, frames })
+    }
+
+    #[inline]
+    fn alloc(&mut self, size: u64) -> Option<(usize, u64)> {
+        let frame = self.inner.alloc((size / ALIGN) as usize)?;
+        Some((frame, frame as u64 * ALIGN))
+    }
+
+    #[inline]
+    fn free(&mut self, frame: usize, size: u64) {
+        self.inner.dealloc(frame, (size / ALIGN) as usize);
+    }
+
+    fn bounds(&self) -> (u64, u64) {
+        (0, self.frames as u64 * ALIGN)
+    }
+}
+
+/// xalloc's TLSF with its nodes on the system heap, in bytes.
+struct Xalloc {
+    inner: xalloc::SysTlsf<u64>,
+    capacity: u64,
+}
+
+impl Subject for Xalloc {
+    const NAME: &'static str = "xalloc";
+    type Handle = xalloc::SysTlsfRegion;
+
+    fn build(capacity: u64, max_blocks: usize) -> Option<Self> {
+        Some(Xalloc {
+            inner: xalloc::SysTlsf::with_capacity(capacity, 2 * max_blocks + 64),
+            capacity,
+        })
+    }
+
+    #[inline]
+    fn alloc(&mut self, size: u64) -> Option<(Self::Handle, u64)> {
+        self.inner.alloc_aligned(size, ALIGN)
+    }
+
+    #[inline]
+    fn free(&mut self, handle: Self::Handle, _size: u64) {
+        self.inner
+            .dealloc(handle)
+            .unwrap_or_else(|_| panic!("xalloc refused the free of a block it handed out"));
+    }
+
+    fn bounds(&self) -> (u64, u64) {
+        (0, self.capacity)
+    }
+}
+
+/// A fresh allocator and handle table for one replay.
+fn fresh<A: Subject>(w: &Workload, capacity: u64) -> Option<(A, Vec<Option<A::Handle>>)> {
+    let a = A::build(capacity, w.peak_live_blocks)?;
+    let mut handles = Vec::with_capacity(w.ids);
+    handles.resize_with(w.ids, || None);
+    Some((a, handles))
+}
+
+/// Replays the workload once on `a`: the number of refused allocations. With `stop_on_failure`
+/// it returns at the first refusal (for the capacity search).
+#[inline(never)]
+fn replay<A: Subject>(
+    a: &mut A,
+    handles: &mut [Option<A::Handle>],
+    steps: &[Step],
+    stop_on_failure: bool,
+) -> u64 {
+    let mut failed = 0;
+    for step in steps {
+        match *step {
+            Step::Alloc { id, size } => match a.alloc(size) {
+                Some((h, _addr)) => handles[id as usize] = Some(h),
+                None => {
+                    failed += 1;
+                    if stop_on_failure {
+                        return failed;
+                    }
+                }
+            },
+            Step::Free { id, size } => {
+                if let Some(h) = handles[id as usize].take() {
+                    a.free(h, size);
+                }
+            }
+        }
+    }
+    failed
+}
+
+/// Replays the workload once at `capacity` under the checker: panics if a block is misaligned,
+/// out of the allocator's bounds, or overlaps a live block. Returns the refused allocations, or
+/// `None` when the allocator cannot represent the capacity.
+fn verify<A: Subject>(w: &Workload, capacity: u64) -> Option<u64> {
+    let (mut a, mut handles) = fresh::<A>(w, capacity)?;
+    let (lo, len) = a.bounds();
+    let hi = lo + len;
+    let mut live: BTreeMap<u64, u64> = BTreeMap::new();
+    let mut starts = vec![None; w.ids];
+    let mut failed = 0;
+    for (i, step) in w.steps.iter().enumerate() {
+        match *step {
+            Step::Alloc { id, size } => {
+                let Some((h, addr)) = a.alloc(size) else {
+                    failed += 1;
+                    continue;
+                };
+                let end = addr + size;
+                let bad = |what: &str| -> ! {
+                    panic!(
+                        "{}: {} step {i}: block {addr:#x}..{end:#x} {what}",
+                        w.name,
+                        A::NAME
+                    )
+                };
+                if addr % ALIGN != 0 {
+                    bad("is not 256-aligned");
+                }
+                if addr < lo || end > hi {
+                    bad(&format!("lies outside {lo:#x}..{hi:#x}"));
+                }
+                if let Some((&s, &e)) = live.range(..end).next_back()
+                    && e > addr
+                {
+                    bad(&format!("overlaps the live block {s:#x}..{e:#x}"));
+                }
+                live.insert(addr, end);
+                starts[id as usize] = Some(addr);
+                handles[id as usize] = Some(h);
+            }
+            Step::Free { id, size } => {
+                if let Some(h) = handles[id as usize].take() {
+                    let addr = starts[id as usize]
+                        .take()
+                        .expect("a live block has a start");
+                    live.remove(&addr);
+                    a.free(h, size);
+                }
+            }
+        }
+    }
+    Some(failed)
+}
+
+/// Whether the allocator replays the whole workload at `capacity` with no refusal.
+fn fits<A: Subject>(w: &Workload, capacity: u64) -> bool {
+    match fresh::<A>(w, capacity) {
+        Some((mut a, mut handles)) => replay(&mut a, &mut handles, &w.steps, true) == 0,
+        None => false,
+    }
+}
+
+/// The smallest capacity multiple (of the peak live bytes) at which the allocator replays the
+/// workload with no refusal: doubling from 1×, then bisection to [`SEARCH_PRECISION`]. `None`
+/// when even [`MAX_SEARCH_MULTIPLE`] is not enough (or not representable).
+fn min_capacity<A: Subject>(w: &Workload) -> Option<f64> {
+    let mut hi = 1.0;
+    while !fits::<A>(w, w.capacity(hi)) {
+        hi *= 2.0;
+        if hi > MAX_SEARCH_MULTIPLE {
+            return None;
+        }
+    }
+    if hi == 1.0 {
+        return Some(hi);
+    }
+    let mut lo = hi / 2.0;
+    while hi - lo > SEARCH_PRECISION * hi {
+        let mid = (lo + hi) / 2.0;
+        if fits::<A>(w, w.capacity(mid)) {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    // The search assumes monotony; the answer is checked with a full, checked replay.
+    assert_eq!(
+        verify::<A>(w, w.capacity(hi)),
+        Some(0),
+        "{}: {} failed at the capacity its search found",
+        w.name,
+        A::NAME
+    );
+    Some(hi)
+}
+
+/// One allocator's results on one trace.
+#[derive(Debug)]
+struct Row {
+    name: &'static str,
+    is_strata: bool,
+    /// Median ns per operation at the timed capacity (`None`: capacity not representable).
+    ns_per_op: Option<f64>,
+    /// Refused allocations at the timed capacity.
+    failed: u64,
+    /// See [`min_capacity`]; `None` also when the search was skipped.
+    min_capacity: Option<f64>,
+    /// Whether the capacity search ran.
+    searched: bool,
+}
+
+/// Benchmark settings from the command line.
+#[derive(Debug)]
+struct Settings {
+    traces: Vec<String>,
+    reps: usize,
+    capacity_multiple: f64,
+    search: bool,
+}
+
+/// Checks, times and sizes one allocator on one workload.
+fn measure<A: Subject>(w: &Workload, s: &Settings) -> Row {
+    let capacity = w.capacity(s.capacity_multiple);
+    let failed = verify::<A>(w, capacity);
+    let ns_per_op = failed.map(|_| {
+        let mut samples = Vec::with_capacity(s.reps);
+        for rep in 0..=s.reps {
+            let (mut a, mut handles) = fresh::<A>(w, capacity).expect("built once already");
+            let t0 = Instant::now();
+            let f = replay(black_box(&mut a), &mut handles, black_box(&w.steps), false);
+            let elapsed = t0.elapsed();
+            black_box((&a, &handles, f));
+            // Repetition 0 is the warm-up.
+            if rep > 0 {
+                samples.push(elapsed.as_nanos() as f64 / w.steps.len() as f64);
+            }
+            drop((a, handles));
+        }
+        samples.sort_by(f64::total_cmp);
+        samples[samples.len() / 2]
+    });
+    Row {
+        name: A::NAME,
+        is_strata: A::IS_STRATA,
+        ns_per_op,
+        failed: failed.unwrap_or(0),
+        min_capacity: if s.search { min_capacity::<A>(w) } else { None },
+        searched: s.search,
+    }
+}
+
+fn parse_args() -> Result<Settings, String> {
+    let mut s = Settings {
+        traces: Vec::new(),
+        reps: 7,
+        capacity_multiple: 2.0,
+        search: true,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            // cargo bench passes this to every harness = false target.
+            "--bench" => {}
+            "--no-search" => s.search = false,
+            "--reps" => {
+                s.reps = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .filter(|&n| n > 0)
+                    .ok_or("--reps needs a positive integer")?;
+            }
+            "--capacity" => {
+                s.capacity_multiple = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .filter(|x: &f64| (1.0..=MAX_SEARCH_MULTIPLE).contains(x))
+                    .ok_or("--capacity needs a multiple of the peak live bytes in 1..=64")?;
+            }
+            flag if flag.starts_with("--") => return Err(format!("unknown option {flag}")),
+            path => s.traces.push(path.to_owned()),
+        }
+    }
+    if s.traces.is_empty() {
+        return Err(
+            "usage: cargo bench --bench peers -- TRACE.csv [TRACE.csv ...] [--reps N] \
+             [--capacity X] [--no-search]"
+                .into(),
+        );
+    }
+    Ok(s)
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1u64 << 20) as f64
+}
+
+fn main() -> ExitCode {
+    let s = match parse_args() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!(
+        "peers: {} timed repetitions (median, after 1 warm-up); timed capacity {:.2}x peak live \
+         bytes; sizes rounded up to {ALIGN} B, alignment {ALIGN} B",
+        s.reps, s.capacity_multiple
+    );
+    let mut worst: Option<f64> = None;
+    for path in &s.traces {
+        let w = match Workload::load(path) {
+            Ok(w) => w,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        println!();
+        println!(
+            "trace {}: {} ops, {} allocations ({} never freed), peak live {:.1} MiB \
+             ({:.1} MiB rounded, {} blocks); timed capacity {:.1} MiB",
+            w.name,
+            w.steps.len(),
+            w.ids,
+            w.leaked,
+            mib(w.peak_live_bytes),
+            mib(w.peak_live_rounded),
+            w.peak_live_blocks,
+            mib(w.capacity(s.capacity_multiple)),
+        );
+        let rows = [
+            measure::<RangeAlloc>(&w, &s),
+            measure::<OffsetAlloc>(&w, &s),
+            measure::<Buddy>(&w, &s),
+            measure::<Xalloc>(&w, &s),
+        ];
+        print_rows(&w, &s, &rows, &mut worst);
+    }
+    println!();
+    match worst {
+        Some(x) => println!("worst ratio_vs_best_peer={x:.3}"),
+        None => println!("worst ratio_vs_best_peer=n/a"),
+    }
+    ExitCode::SUCCESS
+}
+
+/// Prints one trace's table and folds its strata-pool ratio into `worst`.
+fn print_rows(w: &Workload, s: &Settings, rows: &[Row], worst: &mut Option<f64>) {
+    let best_peer = rows
+        .iter()
+        .filter(|r| !r.is_strata)
+        .filter_map(|r| r.ns_per_op.map(|ns| (ns, r.name)))
+        .min_by(|a, b| a.0.total_cmp(&b.0));
+    println!(
+        "  {:<24} {:>9} {:>8} {:>9} {:>14}",
+        "allocator", "ns/op", "failed", "min cap", "vs best peer"
+    );
+    for r in rows {
+        let ns = r
+            .ns_per_op
+            .map_or_else(|| "n/a".to_owned(), |ns| format!("{ns:.1}"));
+        let mark = if r.failed > 0 { "*" } else { " " };
+        let cap = match (r.searched, r.min_capacity) {
+            (false, _) => "-".to_owned(),
+            (true, Some(x)) => format!("{x:.2}x"),
+            (true, None) => format!(">{MAX_SEARCH_MULTIPLE:.0}x"),
+        };
+        let ratio = match (r.ns_per_op, best_peer) {
+            (Some(ns), Some((best, _))) => format!("{:.3}", ns / best),
+            _ => "n/a".to_owned(),
+        };
+        println!(
+            "  {:<24} {:>8}{mark} {:>8} {:>9} {:>14}",
+            r.name, ns, r.failed, cap, ratio
+        );
+    }
+    let _ = s;
+    if let Some((best, best_name)) = best_peer {
+        println!("  fastest peer: {best_name} ({best:.1} ns/op)");
+        if let Some(pool) = rows
+            .iter()
+            .find(|r| r.name == "strata-pool")
+            .and_then(|r| r.ns_per_op)
+        {
+            let ratio = pool / best;
+            println!("  {}: ratio_vs_best_peer={ratio:.3}", w.name);
+            *worst = Some(worst.map_or(ratio, |x: f64| x.max(ratio)));
+        }
+    }
+}
