@@ -18,4 +18,5 @@ pub use strata_core::*;
 #[cfg(feature = "driver")]
 pub use strata_driver as driver;
 
+pub mod replay;
 pub mod trace;
