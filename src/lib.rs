@@ -18,5 +18,6 @@ pub use strata_core::*;
 #[cfg(feature = "driver")]
 pub use strata_driver as driver;
 
+pub mod logging;
 pub mod replay;
 pub mod trace;
