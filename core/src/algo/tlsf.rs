@@ -1,0 +1,1916 @@
+//! The TLSF coalescing free list: O(1) good-fit allocation over abstract address ranges, with
+//! immediate merging of physically adjacent free blocks, and free blocks split into partitions
+//! (one per stream, for the stream-ordered pool).
+//!
+//! # How it works
+//!
+//! Memory arrives in *chunks* ([`CoalescingList::add_chunk`]); each chunk is a separate region
+//! that is carved into *blocks*. Every block, live or free, is a metadata node that knows its
+//! physical neighbours (`prev_phys` / `next_phys`) inside its chunk, so a freed block merges with
+//! free neighbours in O(1) and never across a chunk boundary.
+//!
+//! Free blocks sit in segregated lists indexed by a two-level size class (TLSF): the first level
+//! is the power of two of the size (in 256-byte granules), the second splits each power of two
+//! into 32 equal steps. A bitmap per level says which lists are non-empty, so the lookup of a
+//! list that is guaranteed to fit is two `trailing_zeros` — O(1), good fit (at most 1/32 of the
+//! size wasted by the rounding of the search; nothing is wasted in the block, which is split).
+//!
+//! Live blocks are found by address through a hash table chained through the nodes themselves
+//! (a live block is in no free list, so the same two link fields serve both purposes).
+//!
+//! # Partitions
+//!
+//! Each free block belongs to a partition ([`PartitionId`], 0 by default): each partition has
+//! its own size-class lists and bitmaps. [`CoalescingList::allocate_in`] takes only from one
+//! partition; [`CoalescingList::deallocate_in`] frees into one, merging only with neighbours free
+//! in that same partition. The stream-ordered pool keeps one partition per stream.
+//!
+//! # Metadata
+//!
+//! `CoalescingList<N, P>` keeps `N` block nodes and `P` partitions inline (no heap; usable in a
+//! `static`, built by the `const fn` [`CoalescingList::with_fixed_capacity`]). `N == 0` means a
+//! growable node store and `P == 0` growable partitions, both on the heap (feature `alloc`):
+//! that is the default, `CoalescingList::new()`. A node is 40 bytes; the hash table adds one
+//! 4-byte bucket per node (fixed) or per live block, rounded up to a power of two (growable).
+//!
+//! ```
+//! use strata_core::{Range, Error, algo::CoalescingList};
+//!
+//! let mut list = CoalescingList::new();
+//! list.add_chunk(Range::new(0x10000, 4096))?;
+//! let a = list.allocate(1000, 256)?; // rounded up to 1024
+//! let b = list.allocate(1024, 256)?;
+//! assert_eq!((a.len, b.len), (1024, 1024));
+//! list.deallocate(a.start, 1000)?;
+//! assert_eq!(list.deallocate(a.start, 1000), Err(Error::DoubleFree { addr: a.start }));
+//! list.deallocate(b.start, 1024)?;
+//! assert_eq!(list.free_blocks(), 1); // everything merged back into one block
+//! list.check_invariants().unwrap();
+//! # Ok::<(), Error>(())
+//! ```
+
+use core::fmt;
+
+#[cfg(feature = "alloc")]
+use alloc::vec::Vec;
+
+use crate::{DEFAULT_ALIGNMENT, Error, Range, check_alignment};
+
+/// The id of a partition of the free blocks (0 is the default partition).
+pub type PartitionId = u16;
+
+/// "No node" in the links.
+const NIL: u32 = u32::MAX;
+/// Block sizes and starts are multiples of the granule, 256 bytes.
+const GRANULE_SHIFT: u32 = DEFAULT_ALIGNMENT.trailing_zeros();
+/// log2 of the number of second-level classes per power of two.
+const SL_BITS: u32 = 5;
+const SL_COUNT: usize = 1 << SL_BITS;
+/// First-level classes: sizes below 2^64 bytes are below 2^56 granules; a rounded-up search
+/// size stays below 2^57, whose first-level index is 57 - SL_BITS = 52.
+const FL_COUNT: usize = 53;
+const CLASS_COUNT: usize = FL_COUNT * SL_COUNT;
+
+/// Node tags: a free block's tag is its partition id (below 2^16); the others are kinds.
+const TAG_LIVE: u32 = 1 << 16;
+const TAG_CHUNK: u32 = 2 << 16;
+const TAG_VACANT: u32 = 3 << 16;
+
+/// The size class `(first level, second level)` of a block of `units` granules.
+///
+/// Classes below 32 granules are exact (first level 0, second level = units); above, the first
+/// level is `log2(units) - 4` and the second the next 5 bits below the leading one.
+#[inline(always)]
+fn class_of(units: u64) -> (usize, usize) {
+    // log2(units | 32) - 5: 0 for the exact classes.
+    let shift = 58 - (units | 32).leading_zeros();
+    let m = units >> shift; // in 0..64; 32.. iff units >= 32
+    (
+        shift as usize + (m >> SL_BITS) as usize,
+        (m as usize) & (SL_COUNT - 1),
+    )
+}
+
+/// The flat list index of a class.
+#[inline(always)]
+fn class_index(units: u64) -> usize {
+    let (fl, sl) = class_of(units);
+    fl * SL_COUNT + sl
+}
+
+/// `units` rounded up to the start of the next class boundary: every block whose class is at
+/// least `class_of(search_units(units))` holds at least `units` granules, and it is the smallest
+/// block size of that class.
+#[inline(always)]
+fn search_units(units: u64) -> u64 {
+    let shift = 58 - (units | 32).leading_zeros();
+    let up = units + (1u64 << shift) - 1;
+    let shift_up = 58 - (up | 32).leading_zeros();
+    (up >> shift_up) << shift_up
+}
+
+/// One metadata node: a block (live or free), a chunk record, or a vacant slot.
+///
+/// Field use by kind:
+///
+/// | kind   | `start`, `size` | `prev_phys`, `next_phys`     | `link_prev`, `link_next`       |
+/// |--------|-----------------|------------------------------|--------------------------------|
+/// | free   | the block       | physical neighbours or `NIL` | its size-class list            |
+/// | live   | the block       | physical neighbours or `NIL` | -, next in its hash bucket     |
+/// | chunk  | the chunk       | first block, -               | the chunk list                 |
+/// | vacant | -               | -                            | -, next vacant slot            |
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Node {
+    start: u64,
+    size: u64,
+    prev_phys: u32,
+    next_phys: u32,
+    link_prev: u32,
+    link_next: u32,
+    /// The partition id of a free block, or `TAG_LIVE` / `TAG_CHUNK` / `TAG_VACANT`.
+    tag: u32,
+}
+
+impl Node {
+    const VACANT: Node = Node {
+        start: 0,
+        size: 0,
+        prev_phys: NIL,
+        next_phys: NIL,
+        link_prev: NIL,
+        link_next: NIL,
+        tag: TAG_VACANT,
+    };
+
+    #[inline(always)]
+    fn is_free(&self) -> bool {
+        self.tag < TAG_LIVE
+    }
+}
+
+/// The free lists of one partition.
+///
+/// Invariants: bit `sl` of `sl_map[fl]` is set iff `heads[fl * 32 + sl] != NIL`; bit `fl` of
+/// `fl_map` is set iff `sl_map[fl] != 0`; each list holds exactly the free blocks of this
+/// partition of that class, doubly linked through `link_prev`/`link_next`; `free_bytes` and
+/// `free_blocks` are their sums.
+#[derive(Clone)]
+struct FreeIndex {
+    fl_map: u64,
+    sl_map: [u32; FL_COUNT],
+    heads: [u32; CLASS_COUNT],
+    free_bytes: u64,
+    free_blocks: u32,
+}
+
+impl FreeIndex {
+    const EMPTY: FreeIndex = FreeIndex {
+        fl_map: 0,
+        sl_map: [0; FL_COUNT],
+        heads: [NIL; CLASS_COUNT],
+        free_bytes: 0,
+        free_blocks: 0,
+    };
+
+    /// The first non-empty list of class `class_of(units)` or above, as a flat index.
+    #[inline(always)]
+    fn find(&self, units: u64) -> Option<usize> {
+        let (fl, sl) = class_of(units);
+        let sl_hits = self.sl_map[fl] & (u32::MAX << sl);
+        if sl_hits != 0 {
+            return Some(fl * SL_COUNT + sl_hits.trailing_zeros() as usize);
+        }
+        let fl_hits = self.fl_map & (u64::MAX << (fl + 1));
+        if fl_hits == 0 {
+            return None;
+        }
+        let fl = fl_hits.trailing_zeros() as usize;
+        Some(fl * SL_COUNT + self.sl_map[fl].trailing_zeros() as usize)
+    }
+
+    /// The flat index of the highest non-empty class.
+    fn top_class(&self) -> Option<usize> {
+        if self.fl_map == 0 {
+            return None;
+        }
+        let fl = 63 - self.fl_map.leading_zeros() as usize;
+        let sl = 31 - self.sl_map[fl].leading_zeros() as usize;
+        Some(fl * SL_COUNT + sl)
+    }
+
+    /// Pushes the free node `idx` on the front of its class list.
+    #[inline(always)]
+    fn push(&mut self, nodes: &mut [Node], idx: u32) {
+        let node = &mut nodes[idx as usize];
+        debug_assert!(node.is_free() && node.size > 0);
+        let size = node.size;
+        let c = class_index(size >> GRANULE_SHIFT);
+        let head = self.heads[c];
+        node.link_prev = NIL;
+        node.link_next = head;
+        if head != NIL {
+            nodes[head as usize].link_prev = idx;
+        }
+        self.heads[c] = idx;
+        self.sl_map[c / SL_COUNT] |= 1 << (c % SL_COUNT);
+        self.fl_map |= 1 << (c / SL_COUNT);
+        self.free_bytes += size;
+        self.free_blocks += 1;
+    }
+
+    /// Takes the free node `idx` out of its class list.
+    #[inline(always)]
+    fn unlink(&mut self, nodes: &mut [Node], idx: u32) {
+        let node = nodes[idx as usize];
+        debug_assert!(node.is_free());
+        if node.link_next != NIL {
+            nodes[node.link_next as usize].link_prev = node.link_prev;
+        }
+        if node.link_prev != NIL {
+            nodes[node.link_prev as usize].link_next = node.link_next;
+        } else {
+            let c = class_index(node.size >> GRANULE_SHIFT);
+            debug_assert_eq!(self.heads[c], idx);
+            self.heads[c] = node.link_next;
+            if node.link_next == NIL {
+                let fl = c / SL_COUNT;
+                self.sl_map[fl] &= !(1 << (c % SL_COUNT));
+                if self.sl_map[fl] == 0 {
+                    self.fl_map &= !(1 << fl);
+                }
+            }
+        }
+        self.free_bytes -= node.size;
+        self.free_blocks -= 1;
+    }
+}
+
+/// The node slab and the address → live-node hash table.
+///
+/// Invariants: slots `0..hw` are initialised (and, growable, exist); every slot below `hw` is a
+/// block, a chunk record, or vacant and on the vacant list; `in_use` counts the non-vacant ones;
+/// every live block is in exactly one hash chain, the one of `bucket_of(start)`, and `live` counts
+/// them; with a growable table, `live <= buckets.len()` (load factor at most 1).
+struct Blocks<const N: usize> {
+    fixed: [Node; N],
+    fixed_buckets: [u32; N],
+    #[cfg(feature = "alloc")]
+    nodes: Vec<Node>,
+    #[cfg(feature = "alloc")]
+    buckets: Vec<u32>,
+    hw: u32,
+    vacant: u32,
+    in_use: u32,
+    live: u32,
+}
+
+/// The multiplier of the address hash (2^64 / golden ratio).
+const HASH_MUL: u64 = 0x9E37_79B9_7F4A_7C15;
+
+impl<const N: usize> Blocks<N> {
+    const fn new() -> Self {
+        const { assert!(N < NIL as usize, "CoalescingList: N must be below u32::MAX") };
+        Self {
+            fixed: [Node::VACANT; N],
+            fixed_buckets: [NIL; N],
+            #[cfg(feature = "alloc")]
+            nodes: Vec::new(),
+            #[cfg(feature = "alloc")]
+            buckets: Vec::new(),
+            hw: 0,
+            vacant: NIL,
+            in_use: 0,
+            live: 0,
+        }
+    }
+
+    #[inline(always)]
+    fn nodes(&self) -> &[Node] {
+        #[cfg(feature = "alloc")]
+        if N == 0 {
+            return &self.nodes;
+        }
+        &self.fixed
+    }
+
+    #[inline(always)]
+    fn nodes_mut(&mut self) -> &mut [Node] {
+        #[cfg(feature = "alloc")]
+        if N == 0 {
+            return &mut self.nodes;
+        }
+        &mut self.fixed
+    }
+
+    #[inline(always)]
+    fn buckets(&self) -> &[u32] {
+        #[cfg(feature = "alloc")]
+        if N == 0 {
+            return &self.buckets;
+        }
+        &self.fixed_buckets
+    }
+
+    #[inline(always)]
+    fn node(&self, idx: u32) -> &Node {
+        &self.nodes()[idx as usize]
+    }
+
+    #[inline(always)]
+    fn node_mut(&mut self, idx: u32) -> &mut Node {
+        &mut self.nodes_mut()[idx as usize]
+    }
+
+    /// The most nodes this store can hold, `None` when growable.
+    fn capacity(&self) -> Option<usize> {
+        if N > 0 || cfg!(not(feature = "alloc")) {
+            Some(N)
+        } else {
+            None
+        }
+    }
+
+    /// Makes room for `new_nodes` more nodes and `new_live` more live blocks, so the following
+    /// `alloc_node` and `hash_insert` calls cannot fail. Changes nothing visible.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::MetadataExhausted`] when a fixed store is full (or the heap refuses).
+    #[inline(always)]
+    fn reserve(&mut self, new_nodes: u32, new_live: u32) -> Result<(), Error> {
+        let want = self.in_use as u64 + new_nodes as u64;
+        if N > 0 {
+            if want > N as u64 {
+                return Err(Error::MetadataExhausted { capacity: N });
+            }
+            return Ok(());
+        }
+        self.reserve_growable(want, new_live)
+    }
+
+    #[cfg(feature = "alloc")]
+    #[inline(always)]
+    fn reserve_growable(&mut self, want: u64, new_live: u32) -> Result<(), Error> {
+        if want > self.nodes.len() as u64 {
+            self.grow_nodes(want)?;
+        }
+        if self.live as usize + new_live as usize > self.buckets.len() {
+            self.grow_buckets(self.live as usize + new_live as usize)?;
+        }
+        Ok(())
+    }
+
+    #[cfg(not(feature = "alloc"))]
+    #[inline(always)]
+    fn reserve_growable(&mut self, _want: u64, _new_live: u32) -> Result<(), Error> {
+        Err(Error::MetadataExhausted { capacity: 0 })
+    }
+
+    #[cfg(feature = "alloc")]
+    #[cold]
+    fn grow_nodes(&mut self, want: u64) -> Result<(), Error> {
+        let exhausted = Error::MetadataExhausted {
+            capacity: self.nodes.len(),
+        };
+        if want >= NIL as u64 {
+            return Err(exhausted);
+        }
+        let extra = want as usize - self.nodes.len();
+        self.nodes.try_reserve(extra).map_err(|_| exhausted)
+    }
+
+    #[cfg(feature = "alloc")]
+    #[cold]
+    fn grow_buckets(&mut self, want: usize) -> Result<(), Error> {
+        let n = want.max(64).next_power_of_two();
+        let mut fresh: Vec<u32> = Vec::new();
+        fresh
+            .try_reserve_exact(n)
+            .map_err(|_| Error::MetadataExhausted {
+                capacity: self.nodes.len(),
+            })?;
+        fresh.resize(n, NIL);
+        let old = core::mem::replace(&mut self.buckets, fresh);
+        for mut cur in old {
+            while cur != NIL {
+                let next = self.nodes[cur as usize].link_next;
+                let b = Self::bucket_in(self.nodes[cur as usize].start, n);
+                self.nodes[cur as usize].link_next = self.buckets[b];
+                self.buckets[b] = cur;
+                cur = next;
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes a vacant slot for `node`. Room must have been reserved.
+    #[inline(always)]
+    fn alloc_node(&mut self, node: Node) -> u32 {
+        self.in_use += 1;
+        if self.vacant != NIL {
+            let idx = self.vacant;
+            let slot = self.node_mut(idx);
+            debug_assert_eq!(slot.tag, TAG_VACANT);
+            let next = slot.link_next;
+            *slot = node;
+            self.vacant = next;
+            return idx;
+        }
+        let idx = self.hw;
+        self.hw += 1;
+        #[cfg(feature = "alloc")]
+        if N == 0 {
+            debug_assert!(self.nodes.len() < self.nodes.capacity());
+            self.nodes.push(node);
+            return idx;
+        }
+        self.fixed[idx as usize] = node;
+        idx
+    }
+
+    /// Puts slot `idx` back on the vacant list.
+    #[inline(always)]
+    fn release_node(&mut self, idx: u32) {
+        let vacant = self.vacant;
+        let slot = self.node_mut(idx);
+        debug_assert_ne!(slot.tag, TAG_VACANT);
+        *slot = Node {
+            link_next: vacant,
+            ..Node::VACANT
+        };
+        self.vacant = idx;
+        self.in_use -= 1;
+    }
+
+    #[inline(always)]
+    fn bucket_in(addr: u64, buckets: usize) -> usize {
+        let h = (addr >> GRANULE_SHIFT).wrapping_mul(HASH_MUL);
+        ((h as u128 * buckets as u128) >> 64) as usize
+    }
+
+    /// Adds live node `idx` to the table. Room must have been reserved.
+    #[inline(always)]
+    fn hash_insert(&mut self, idx: u32) {
+        let n = self.buckets().len();
+        let b = Self::bucket_in(self.node(idx).start, n);
+        #[cfg(feature = "alloc")]
+        if N == 0 {
+            self.nodes[idx as usize].link_next = self.buckets[b];
+            self.buckets[b] = idx;
+            self.live += 1;
+            return;
+        }
+        self.fixed[idx as usize].link_next = self.fixed_buckets[b];
+        self.fixed_buckets[b] = idx;
+        self.live += 1;
+    }
+
+    /// The live node starting at `addr`, and its predecessor in its hash chain (or `NIL`).
+    #[inline(always)]
+    fn hash_find(&self, addr: u64) -> Option<(u32, u32)> {
+        let buckets = self.buckets();
+        if buckets.is_empty() {
+            return None;
+        }
+        let nodes = self.nodes();
+        let mut prev = NIL;
+        let mut cur = buckets[Self::bucket_in(addr, buckets.len())];
+        while cur != NIL {
+            let n = &nodes[cur as usize];
+            if n.start == addr {
+                return Some((cur, prev));
+            }
+            prev = cur;
+            cur = n.link_next;
+        }
+        None
+    }
+
+    /// Takes live node `idx`, whose chain predecessor is `prev`, out of the table.
+    #[inline(always)]
+    fn hash_remove(&mut self, idx: u32, prev: u32) {
+        let next = self.node(idx).link_next;
+        self.node_mut(idx).link_next = NIL;
+        if prev != NIL {
+            self.node_mut(prev).link_next = next;
+        } else {
+            let b = Self::bucket_in(self.node(idx).start, self.buckets().len());
+            #[cfg(feature = "alloc")]
+            if N == 0 {
+                self.buckets[b] = next;
+                self.live -= 1;
+                return;
+            }
+            self.fixed_buckets[b] = next;
+        }
+        self.live -= 1;
+    }
+
+    fn clear(&mut self) {
+        #[cfg(feature = "alloc")]
+        {
+            self.nodes.clear();
+            self.buckets.iter_mut().for_each(|b| *b = NIL);
+        }
+        self.fixed.iter_mut().for_each(|n| *n = Node::VACANT);
+        self.fixed_buckets.iter_mut().for_each(|b| *b = NIL);
+        self.hw = 0;
+        self.vacant = NIL;
+        self.in_use = 0;
+        self.live = 0;
+    }
+
+    /// Heap bytes held (slots and buckets, including unused capacity).
+    fn heap_bytes(&self) -> usize {
+        #[cfg(feature = "alloc")]
+        {
+            self.nodes.capacity() * size_of::<Node>() + self.buckets.capacity() * size_of::<u32>()
+        }
+        #[cfg(not(feature = "alloc"))]
+        0
+    }
+}
+
+/// The partitions' free indexes.
+///
+/// Invariant: fixed (`P > 0`): partitions `0..count` exist, `1 <= count <= P`. Growable
+/// (`P == 0`): partitions `0..max(1, more.len())` exist; partition 0 is empty while `more` is
+/// empty (it is created by the first call that frees something into it).
+struct Parts<const P: usize> {
+    fixed: [FreeIndex; P],
+    count: usize,
+    #[cfg(feature = "alloc")]
+    more: Vec<FreeIndex>,
+}
+
+impl<const P: usize> Parts<P> {
+    const fn new() -> Self {
+        const {
+            assert!(
+                P <= 1 << 16,
+                "CoalescingList: at most 65536 partitions (PartitionId is u16)"
+            )
+        };
+        Self {
+            fixed: [FreeIndex::EMPTY; P],
+            count: 1,
+            #[cfg(feature = "alloc")]
+            more: Vec::new(),
+        }
+    }
+
+    /// How many partitions exist (at least 1).
+    #[inline(always)]
+    fn count(&self) -> usize {
+        #[cfg(feature = "alloc")]
+        if P == 0 {
+            return self.more.len().max(1);
+        }
+        if P == 0 { 1 } else { self.count }
+    }
+
+    /// The free index of `p`; `None` for a partition that does not exist, or for the growable
+    /// partition 0 before anything was freed into it (it is empty).
+    #[inline(always)]
+    fn get(&self, p: PartitionId) -> Option<&FreeIndex> {
+        #[cfg(feature = "alloc")]
+        if P == 0 {
+            return self.more.get(p as usize);
+        }
+        if (p as usize) < self.count {
+            self.fixed.get(p as usize)
+        } else {
+            None
+        }
+    }
+
+    /// The free index of `p`, which must exist and be materialised (an internal invariant:
+    /// every caller checked it; indexing out of range would be a bug in this module).
+    #[inline(always)]
+    fn at_mut(&mut self, p: PartitionId) -> &mut FreeIndex {
+        debug_assert!((p as usize) < self.count());
+        #[cfg(feature = "alloc")]
+        if P == 0 {
+            return &mut self.more[p as usize];
+        }
+        &mut self.fixed[p as usize]
+    }
+
+    /// Makes sure that the free index of existing partition `p` is materialised, so `at_mut(p)`
+    /// succeeds.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownStream`] when `p` does not exist; [`Error::MetadataExhausted`] when the
+    /// heap refuses.
+    #[inline(always)]
+    fn materialise(&mut self, p: PartitionId) -> Result<(), Error> {
+        if (p as usize) >= self.count() {
+            return Err(Error::UnknownStream { stream: p as u64 });
+        }
+        #[cfg(feature = "alloc")]
+        if P == 0 && self.more.is_empty() {
+            self.more
+                .try_reserve(1)
+                .map_err(|_| Error::MetadataExhausted { capacity: 0 })?;
+            self.more.push(FreeIndex::EMPTY);
+        }
+        Ok(())
+    }
+
+    fn add(&mut self) -> Result<PartitionId, Error> {
+        #[cfg(feature = "alloc")]
+        if P == 0 {
+            let want = self.more.len().max(1) + 1;
+            if want > 1 << 16 {
+                return Err(Error::MetadataExhausted { capacity: 1 << 16 });
+            }
+            self.more.try_reserve(want - self.more.len()).map_err(|_| {
+                Error::MetadataExhausted {
+                    capacity: self.more.len(),
+                }
+            })?;
+            while self.more.len() < want {
+                self.more.push(FreeIndex::EMPTY);
+            }
+            return Ok((want - 1) as PartitionId);
+        }
+        if self.count >= P {
+            return Err(Error::MetadataExhausted { capacity: P });
+        }
+        self.count += 1;
+        Ok((self.count - 1) as PartitionId)
+    }
+
+    fn clear(&mut self) {
+        for p in self.fixed.iter_mut() {
+            *p = FreeIndex::EMPTY;
+        }
+        self.count = 1;
+        #[cfg(feature = "alloc")]
+        self.more.clear();
+    }
+
+    fn heap_bytes(&self) -> usize {
+        #[cfg(feature = "alloc")]
+        {
+            self.more.capacity() * size_of::<FreeIndex>()
+        }
+        #[cfg(not(feature = "alloc"))]
+        0
+    }
+}
+
+/// A validated request: its footprint and the free-block size that guarantees a fit.
+#[derive(Clone, Copy)]
+struct Request {
+    /// The footprint: the size rounded up to the granule.
+    rsize: u64,
+    /// The alignment, at least the granule.
+    align: u64,
+    /// `rsize` plus the worst-case padding for `align`.
+    need: u64,
+}
+
+impl Request {
+    #[inline(always)]
+    fn new(size: u64, align: u64) -> Result<Self, Error> {
+        if size == 0 {
+            return Err(Error::ZeroSize);
+        }
+        check_alignment(align)?;
+        let align = align.max(DEFAULT_ALIGNMENT);
+        let overflow = Error::SizeOverflow { requested: size };
+        let rsize = crate::align_up(size, DEFAULT_ALIGNMENT).ok_or(overflow)?;
+        let need = rsize
+            .checked_add(align - DEFAULT_ALIGNMENT)
+            .ok_or(overflow)?;
+        Ok(Self { rsize, align, need })
+    }
+
+    /// The padding needed before a block starting at `start` to align it.
+    #[inline(always)]
+    fn front_pad(&self, start: u64) -> u64 {
+        (self.align - (start & (self.align - 1))) & (self.align - 1)
+    }
+
+    /// Whether a free block fits this request, alignment included.
+    #[inline(always)]
+    fn fits(&self, node: &Node) -> bool {
+        let pad = self.front_pad(node.start);
+        pad <= node.size && node.size - pad >= self.rsize
+    }
+}
+
+/// A TLSF-style two-level segregated-fit free list with immediate coalescing, over abstract
+/// address ranges; its free blocks are split into partitions.
+///
+/// `N` is the number of metadata nodes kept inline (0: growable on the heap), `P` the number
+/// of partitions kept inline (0: growable). See the [module documentation](self) for the
+/// algorithm.
+///
+/// Every block starts on a 256-byte boundary and its size is a multiple of 256; requests are
+/// rounded up to that granule. A block needs one node, a chunk one more.
+///
+/// Invariants (checked by [`check_invariants`](Self::check_invariants)): the blocks of a chunk
+/// tile it exactly, in address order through their physical links; chunks do not overlap; no
+/// two physically adjacent blocks are free in the same partition; `live_bytes + free_bytes ==
+/// chunk_bytes`; every free block is in the list of its partition and size class, and the
+/// bitmaps say exactly which lists are non-empty; every live block is in the address table.
+///
+/// ```
+/// use strata_core::{Range, algo::CoalescingList};
+///
+/// // No heap: 64 nodes and 2 partitions inline, built at compile time.
+/// static EMPTY: CoalescingList<64, 2> = CoalescingList::with_fixed_capacity();
+/// let mut list = CoalescingList::<64, 2>::with_fixed_capacity();
+/// list.add_chunk(Range::new(1 << 20, 1 << 16))?;
+/// let r = list.allocate(3000, 4096)?;
+/// assert_eq!(r.start % 4096, 0);
+/// assert_eq!(r.len, 3072);
+/// assert_eq!(list.live_bytes(), 3072);
+/// # let _ = &EMPTY;
+/// # Ok::<(), strata_core::Error>(())
+/// ```
+pub struct CoalescingList<const N: usize = 0, const P: usize = 0> {
+    blocks: Blocks<N>,
+    parts: Parts<P>,
+    /// Head of the chunk list (chunk-record nodes, through `link_prev`/`link_next`).
+    chunk_head: u32,
+    chunk_count: u32,
+    chunk_bytes: u64,
+    /// Free bytes over all partitions.
+    free_bytes: u64,
+}
+
+#[cfg(feature = "alloc")]
+impl CoalescingList<0, 0> {
+    /// An empty list whose nodes and partitions grow on the heap (feature `alloc`).
+    ///
+    /// ```
+    /// let list = strata_core::algo::CoalescingList::new();
+    /// assert_eq!(list.chunk_bytes(), 0);
+    /// assert_eq!(list.node_capacity(), None);
+    /// ```
+    pub const fn new() -> Self {
+        Self::with_fixed_capacity()
+    }
+}
+
+#[cfg(feature = "alloc")]
+impl Default for CoalescingList<0, 0> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const N: usize, const P: usize> fmt::Debug for CoalescingList<N, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CoalescingList")
+            .field("chunks", &self.chunk_count)
+            .field("chunk_bytes", &self.chunk_bytes)
+            .field("live_blocks", &self.live_blocks())
+            .field("free_blocks", &self.free_blocks())
+            .field("free_bytes", &self.free_bytes)
+            .field("partitions", &self.partition_count())
+            .finish()
+    }
+}
+
+impl<const N: usize, const P: usize> CoalescingList<N, P> {
+    /// An empty list with `N` nodes and `P` partitions inline (`N == 0` or `P == 0`: that part
+    /// grows on the heap, feature `alloc`). A `const fn`, so the list can live in a `static`.
+    ///
+    /// The struct holds `N * 44` bytes of nodes and buckets and `P * 6.9` KiB of free-list
+    /// heads inline: put a large one in a `static` or a `Box`, not on a small stack.
+    ///
+    /// ```
+    /// use strata_core::{Range, Error, algo::CoalescingList};
+    /// let mut list = CoalescingList::<3, 1>::with_fixed_capacity();
+    /// assert_eq!(list.node_capacity(), Some(3));
+    /// // A chunk takes 2 nodes (its record and its block), a split one more.
+    /// list.add_chunk(Range::new(0, 1024))?;
+    /// let a = list.allocate(256, 256)?;
+    /// assert_eq!(list.allocate(256, 256), Err(Error::MetadataExhausted { capacity: 3 }));
+    /// list.deallocate(a.start, a.len)?;
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub const fn with_fixed_capacity() -> Self {
+        Self {
+            blocks: Blocks::new(),
+            parts: Parts::new(),
+            chunk_head: NIL,
+            chunk_count: 0,
+            chunk_bytes: 0,
+            free_bytes: 0,
+        }
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Chunks
+    // ----------------------------------------------------------------------------------------
+
+    /// Adds `range` as a new chunk, all free, in partition 0.
+    ///
+    /// # Errors
+    ///
+    /// As [`add_chunk_in`](Self::add_chunk_in).
+    ///
+    /// ```
+    /// use strata_core::{Range, algo::CoalescingList};
+    /// let mut list = CoalescingList::new();
+    /// list.add_chunk(Range::new(0x1000, 0x1000))?;
+    /// assert_eq!((list.chunk_bytes(), list.free_bytes(), list.chunk_count()), (4096, 4096, 1));
+    /// # Ok::<(), strata_core::Error>(())
+    /// ```
+    pub fn add_chunk(&mut self, range: Range) -> Result<(), Error> {
+        self.add_chunk_in(0, range)
+    }
+
+    /// Adds `range` as a new chunk, all free, in partition `part`. A chunk is a region of its
+    /// own: its blocks never merge with another chunk's, even an adjacent one.
+    ///
+    /// # Errors
+    ///
+    /// Nothing changes on error. [`Error::ZeroSize`] for an empty range;
+    /// [`Error::InvalidAlignment`] (with `align` 256) when its start or length is not a
+    /// multiple of 256; [`Error::SizeOverflow`] when it wraps around the address space;
+    /// [`Error::Unsupported`] when it overlaps a chunk already added;
+    /// [`Error::UnknownStream`] (the partition id) for a partition that does not exist;
+    /// [`Error::MetadataExhausted`] when two nodes are not available.
+    ///
+    /// ```
+    /// use strata_core::{Range, Error, algo::CoalescingList};
+    /// let mut list = CoalescingList::new();
+    /// list.add_chunk(Range::new(0, 4096))?;
+    /// assert!(matches!(list.add_chunk(Range::new(2048, 4096)), Err(Error::Unsupported { .. })));
+    /// assert_eq!(list.add_chunk(Range::new(4096, 100)), Err(Error::InvalidAlignment { align: 256 }));
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn add_chunk_in(&mut self, part: PartitionId, range: Range) -> Result<(), Error> {
+        if range.len == 0 {
+            return Err(Error::ZeroSize);
+        }
+        if (range.start | range.len) & (DEFAULT_ALIGNMENT - 1) != 0 {
+            return Err(Error::InvalidAlignment {
+                align: DEFAULT_ALIGNMENT,
+            });
+        }
+        if range.start.checked_add(range.len).is_none() {
+            return Err(Error::SizeOverflow {
+                requested: range.len,
+            });
+        }
+        if self.chunks().any(|c| c.overlaps(&range)) {
+            return Err(Error::Unsupported {
+                what: "a chunk that overlaps a chunk already added",
+            });
+        }
+        self.parts.materialise(part)?;
+        self.blocks.reserve(2, 0)?;
+        let block = self.blocks.alloc_node(Node {
+            start: range.start,
+            size: range.len,
+            tag: part as u32,
+            ..Node::VACANT
+        });
+        let chunk = self.blocks.alloc_node(Node {
+            start: range.start,
+            size: range.len,
+            prev_phys: block,
+            link_next: self.chunk_head,
+            tag: TAG_CHUNK,
+            ..Node::VACANT
+        });
+        if self.chunk_head != NIL {
+            self.blocks.node_mut(self.chunk_head).link_prev = chunk;
+        }
+        self.chunk_head = chunk;
+        self.chunk_count += 1;
+        self.chunk_bytes += range.len;
+        self.free_bytes += range.len;
+        let Self { blocks, parts, .. } = self;
+        parts.at_mut(part).push(blocks.nodes_mut(), block);
+        Ok(())
+    }
+
+    /// The chunks, in no particular order.
+    ///
+    /// ```
+    /// use strata_core::{Range, algo::CoalescingList};
+    /// let mut list = CoalescingList::new();
+    /// list.add_chunk(Range::new(0, 4096))?;
+    /// list.add_chunk(Range::new(8192, 4096))?;
+    /// let mut v: Vec<Range> = list.chunks().collect();
+    /// v.sort();
+    /// assert_eq!(v, [Range::new(0, 4096), Range::new(8192, 4096)]);
+    /// # Ok::<(), strata_core::Error>(())
+    /// ```
+    pub fn chunks(&self) -> impl Iterator<Item = Range> + '_ {
+        let mut cur = self.chunk_head;
+        core::iter::from_fn(move || {
+            if cur == NIL {
+                return None;
+            }
+            let c = self.blocks.node(cur);
+            cur = c.link_next;
+            Some(Range::new(c.start, c.size))
+        })
+    }
+
+    /// The chunk record node of the chunk `range` exactly, if it is one.
+    fn find_chunk(&self, range: Range) -> Option<u32> {
+        let mut cur = self.chunk_head;
+        while cur != NIL {
+            let c = self.blocks.node(cur);
+            if c.start == range.start && c.size == range.len {
+                return Some(cur);
+            }
+            cur = c.link_next;
+        }
+        None
+    }
+
+    /// Whether chunk record `chunk` is wholly free: one free block.
+    fn chunk_node_is_free(&self, chunk: u32) -> bool {
+        let first = self.blocks.node(self.blocks.node(chunk).prev_phys);
+        first.is_free() && first.next_phys == NIL
+    }
+
+    /// Whether the chunk `range` (as added) is wholly free; `None` when it is not a chunk of
+    /// this list. O(chunks).
+    ///
+    /// ```
+    /// use strata_core::{Range, algo::CoalescingList};
+    /// let mut list = CoalescingList::new();
+    /// let chunk = Range::new(0, 4096);
+    /// list.add_chunk(chunk)?;
+    /// assert_eq!(list.is_chunk_free(chunk), Some(true));
+    /// let a = list.allocate(256, 256)?;
+    /// assert_eq!(list.is_chunk_free(chunk), Some(false));
+    /// assert_eq!(list.is_chunk_free(Range::new(0, 256)), None);
+    /// # let _ = a;
+    /// # Ok::<(), strata_core::Error>(())
+    /// ```
+    pub fn is_chunk_free(&self, range: Range) -> Option<bool> {
+        self.find_chunk(range).map(|c| self.chunk_node_is_free(c))
+    }
+
+    /// Removes a wholly free chunk, whichever partition its free block is in, and returns it
+    /// (for a pool's trim or an arena's superblock reclaim). O(chunks).
+    ///
+    /// ```
+    /// use strata_core::{Range, algo::CoalescingList};
+    /// let mut list = CoalescingList::new();
+    /// list.add_chunk(Range::new(0, 4096))?;
+    /// let a = list.allocate(256, 256)?;
+    /// assert_eq!(list.take_free_chunk(), None);
+    /// list.deallocate(a.start, a.len)?;
+    /// assert_eq!(list.take_free_chunk(), Some(Range::new(0, 4096)));
+    /// assert_eq!(list.chunk_bytes(), 0);
+    /// # Ok::<(), strata_core::Error>(())
+    /// ```
+    pub fn take_free_chunk(&mut self) -> Option<Range> {
+        let mut cur = self.chunk_head;
+        while cur != NIL {
+            if self.chunk_node_is_free(cur) {
+                return Some(self.remove_chunk_node(cur));
+            }
+            cur = self.blocks.node(cur).link_next;
+        }
+        None
+    }
+
+    /// Removes the chunk `range` if it is wholly free, and returns whether it did. O(chunks).
+    ///
+    /// ```
+    /// use strata_core::{Range, algo::CoalescingList};
+    /// let mut list = CoalescingList::new();
+    /// list.add_chunk(Range::new(0, 4096))?;
+    /// assert!(!list.remove_free_chunk(Range::new(0, 2048)));
+    /// assert!(list.remove_free_chunk(Range::new(0, 4096)));
+    /// assert_eq!(list.chunk_count(), 0);
+    /// # Ok::<(), strata_core::Error>(())
+    /// ```
+    pub fn remove_free_chunk(&mut self, range: Range) -> bool {
+        match self.find_chunk(range) {
+            Some(c) if self.chunk_node_is_free(c) => {
+                self.remove_chunk_node(c);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn remove_chunk_node(&mut self, chunk: u32) -> Range {
+        let c = *self.blocks.node(chunk);
+        let first = c.prev_phys;
+        let part = self.blocks.node(first).tag as PartitionId;
+        let Self { blocks, parts, .. } = self;
+        parts.at_mut(part).unlink(blocks.nodes_mut(), first);
+        if c.link_prev != NIL {
+            blocks.node_mut(c.link_prev).link_next = c.link_next;
+        } else {
+            self.chunk_head = c.link_next;
+        }
+        if c.link_next != NIL {
+            blocks.node_mut(c.link_next).link_prev = c.link_prev;
+        }
+        blocks.release_node(first);
+        blocks.release_node(chunk);
+        self.chunk_count -= 1;
+        self.chunk_bytes -= c.size;
+        self.free_bytes -= c.size;
+        Range::new(c.start, c.size)
+    }
+
+    /// Forgets every chunk and block, live or free, and every partition but 0 (keeping the
+    /// heap capacity of a growable store). Use [`chunks`](Self::chunks) first to give the
+    /// chunks back to where they came from.
+    ///
+    /// ```
+    /// use strata_core::{Range, algo::CoalescingList};
+    /// let mut list = CoalescingList::new();
+    /// list.add_chunk(Range::new(0, 4096))?;
+    /// list.allocate(256, 256)?;
+    /// list.clear();
+    /// assert_eq!((list.chunk_count(), list.live_blocks()), (0, 0));
+    /// # Ok::<(), strata_core::Error>(())
+    /// ```
+    pub fn clear(&mut self) {
+        self.blocks.clear();
+        self.parts.clear();
+        self.chunk_head = NIL;
+        self.chunk_count = 0;
+        self.chunk_bytes = 0;
+        self.free_bytes = 0;
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Allocation
+    // ----------------------------------------------------------------------------------------
+
+    /// Allocates `size` bytes aligned to `align` from partition 0. The returned range starts on
+    /// a multiple of `max(align, 256)` and its length is `size` rounded up to 256.
+    ///
+    /// # Errors
+    ///
+    /// As [`allocate_in`](Self::allocate_in).
+    ///
+    /// ```
+    /// use strata_core::{Range, Error, algo::CoalescingList};
+    /// let mut list = CoalescingList::new();
+    /// list.add_chunk(Range::new(0, 4096))?;
+    /// assert_eq!(list.allocate(1, 256)?, Range::new(0, 256));
+    /// assert_eq!(list.allocate(0, 256), Err(Error::ZeroSize));
+    /// assert_eq!(list.allocate(1, 3), Err(Error::InvalidAlignment { align: 3 }));
+    /// assert!(matches!(list.allocate(8192, 256), Err(Error::OutOfMemory { .. })));
+    /// # Ok::<(), Error>(())
+    /// ```
+    #[inline]
+    pub fn allocate(&mut self, size: u64, align: u64) -> Result<Range, Error> {
+        self.allocate_in(0, size, align)
+    }
+
+    /// Allocates `size` bytes aligned to `align` from the free blocks of partition `part` only.
+    ///
+    /// Good fit in O(1): the first block of the smallest non-empty size class whose every
+    /// block fits; when there is none, the blocks of the classes below it that may still fit
+    /// are tried one by one (so a block that fits is never missed). An alignment above 256
+    /// that the block's start does not meet splits a free block off the front.
+    ///
+    /// # Errors
+    ///
+    /// Nothing changes on error. [`Error::ZeroSize`] for `size == 0`;
+    /// [`Error::InvalidAlignment`] when `align` is not a power of two;
+    /// [`Error::SizeOverflow`] when the rounded size overflows; [`Error::UnknownStream`] (the
+    /// partition id) for a partition that does not exist; [`Error::OutOfMemory`] when no free
+    /// block of `part` fits (with `part`'s largest free block and free bytes);
+    /// [`Error::MetadataExhausted`] when the split needs a node and none is left.
+    ///
+    /// ```
+    /// use strata_core::{Range, Error, algo::CoalescingList};
+    /// let mut list = CoalescingList::new();
+    /// let s1 = list.add_partition()?;
+    /// list.add_chunk_in(s1, Range::new(0, 4096))?;
+    /// assert!(matches!(list.allocate(256, 256), Err(Error::OutOfMemory { .. })));
+    /// assert_eq!(list.allocate_in(s1, 256, 256)?, Range::new(0, 256));
+    /// # Ok::<(), Error>(())
+    /// ```
+    #[inline]
+    pub fn allocate_in(
+        &mut self,
+        part: PartitionId,
+        size: u64,
+        align: u64,
+    ) -> Result<Range, Error> {
+        let req = Request::new(size, align)?;
+        let Some(fi) = self.parts.get(part) else {
+            return Err(self.missing_partition(part, size));
+        };
+        let idx = match fi.find(search_units(req.need >> GRANULE_SHIFT)) {
+            Some(c) => fi.heads[c],
+            None => match self.fallback_fit(fi, &req) {
+                Some(idx) => idx,
+                None => return Err(self.out_of_memory_in(part, size)),
+            },
+        };
+        self.carve(part, idx, &req)
+    }
+
+    /// Looks, block by block, through the classes that may hold a block fitting `req` but are
+    /// below the class `find` starts at. The slow path, taken only before reporting
+    /// out-of-memory: O(blocks in those classes).
+    #[cold]
+    fn fallback_fit(&self, fi: &FreeIndex, req: &Request) -> Option<u32> {
+        let lo = class_index(req.rsize >> GRANULE_SHIFT);
+        let hi = class_index(search_units(req.need >> GRANULE_SHIFT));
+        let nodes = self.blocks.nodes();
+        for c in lo..hi.min(CLASS_COUNT) {
+            let mut cur = fi.heads[c];
+            while cur != NIL {
+                let n = &nodes[cur as usize];
+                if req.fits(n) {
+                    return Some(cur);
+                }
+                cur = n.link_next;
+            }
+        }
+        None
+    }
+
+    /// Allocates `req` from free block `idx` of partition `part`, splitting off what is left
+    /// before (alignment) and after it.
+    #[inline(always)]
+    fn carve(&mut self, part: PartitionId, idx: u32, req: &Request) -> Result<Range, Error> {
+        let block = *self.blocks.node(idx);
+        debug_assert!(block.tag == part as u32 && req.fits(&block));
+        let front = req.front_pad(block.start);
+        let tail = block.size - front - req.rsize;
+        self.blocks
+            .reserve(u32::from(front > 0) + u32::from(tail > 0), 1)?;
+        let Self { blocks, parts, .. } = self;
+        // `allocate_in` found the block in this partition, so it exists.
+        let fi = parts.at_mut(part);
+        fi.unlink(blocks.nodes_mut(), idx);
+        let start = block.start + front;
+        let old_next = block.next_phys;
+        let live = if front == 0 {
+            let n = blocks.node_mut(idx);
+            n.size = req.rsize;
+            n.tag = TAG_LIVE;
+            idx
+        } else {
+            // The original node stays free as the front piece; its neighbour before it is not
+            // free in this partition (the block was fully merged), so no merge is due.
+            blocks.node_mut(idx).size = front;
+            fi.push(blocks.nodes_mut(), idx);
+            let live = blocks.alloc_node(Node {
+                start,
+                size: req.rsize,
+                prev_phys: idx,
+                next_phys: old_next,
+                tag: TAG_LIVE,
+                ..Node::VACANT
+            });
+            blocks.node_mut(idx).next_phys = live;
+            if old_next != NIL {
+                blocks.node_mut(old_next).prev_phys = live;
+            }
+            live
+        };
+        if tail > 0 {
+            let t = blocks.alloc_node(Node {
+                start: start + req.rsize,
+                size: tail,
+                prev_phys: live,
+                next_phys: old_next,
+                tag: part as u32,
+                ..Node::VACANT
+            });
+            blocks.node_mut(live).next_phys = t;
+            if old_next != NIL {
+                blocks.node_mut(old_next).prev_phys = t;
+            }
+            fi.push(blocks.nodes_mut(), t);
+        }
+        blocks.hash_insert(live);
+        self.free_bytes -= req.rsize;
+        Ok(Range::new(start, req.rsize))
+    }
+
+    #[cold]
+    fn missing_partition(&self, part: PartitionId, size: u64) -> Error {
+        if (part as usize) < self.parts.count() {
+            // The growable partition 0 before anything was added: it is empty.
+            self.out_of_memory_in(part, size)
+        } else {
+            Error::UnknownStream {
+                stream: part as u64,
+            }
+        }
+    }
+
+    #[cold]
+    fn out_of_memory_in(&self, part: PartitionId, size: u64) -> Error {
+        Error::OutOfMemory {
+            requested: size,
+            largest_free: self.largest_free_in(part),
+            total_free: self.free_bytes_in(part),
+        }
+    }
+
+    /// The size of the smallest free block that is sure to serve `allocate(size, align)`:
+    /// the footprint, plus the padding an alignment above 256 may need, rounded up to a size
+    /// class boundary (at most 1/32 more). A pool grows by at least this much.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ZeroSize`], [`Error::InvalidAlignment`] or [`Error::SizeOverflow`], as
+    /// `allocate` would report them.
+    ///
+    /// ```
+    /// use strata_core::{Range, algo::CoalescingList};
+    /// assert_eq!(CoalescingList::<0, 0>::min_block_for(1, 256)?, 256);
+    /// let n = CoalescingList::<0, 0>::min_block_for(1000 * 256, 256)?;
+    /// assert!(n >= 1000 * 256 && n <= 1000 * 256 * 33 / 32);
+    /// let mut list = CoalescingList::new();
+    /// list.add_chunk(Range::new(0, n))?;
+    /// list.allocate(1000 * 256, 256)?;
+    /// # Ok::<(), strata_core::Error>(())
+    /// ```
+    pub fn min_block_for(size: u64, align: u64) -> Result<u64, Error> {
+        let req = Request::new(size, align)?;
+        Ok(search_units(req.need >> GRANULE_SHIFT) << GRANULE_SHIFT)
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Deallocation
+    // ----------------------------------------------------------------------------------------
+
+    /// Frees the live block at `addr` into partition 0.
+    ///
+    /// # Errors
+    ///
+    /// As [`deallocate_in`](Self::deallocate_in).
+    ///
+    /// ```
+    /// use strata_core::{Range, Error, algo::CoalescingList};
+    /// let mut list = CoalescingList::new();
+    /// list.add_chunk(Range::new(0, 4096))?;
+    /// let a = list.allocate(300, 256)?;
+    /// assert_eq!(list.deallocate(a.start + 256, 300), Err(Error::NotAllocated { addr: 256 }));
+    /// assert!(matches!(list.deallocate(a.start, 1024), Err(Error::SizeMismatch { .. })));
+    /// list.deallocate(a.start, 300)?; // the size asked for, or a.len (512): same granules
+    /// # Ok::<(), Error>(())
+    /// ```
+    #[inline]
+    pub fn deallocate(&mut self, addr: u64, size: u64) -> Result<(), Error> {
+        self.deallocate_in(0, addr, size)
+    }
+
+    /// Frees the live block at `addr` into partition `part`, merging it at once with its
+    /// physical neighbours that are free in `part`. O(1).
+    ///
+    /// `size` is compared after rounding up to 256: the size given to `allocate` and the
+    /// length of the range it returned both match.
+    ///
+    /// # Errors
+    ///
+    /// Nothing changes on error. [`Error::ZeroSize`] for `size == 0`;
+    /// [`Error::UnknownStream`] (the partition id) for a partition that does not exist;
+    /// [`Error::SizeMismatch`] when the block at `addr` has another size;
+    /// [`Error::DoubleFree`] when `addr` is the start of a free block;
+    /// [`Error::NotAllocated`] otherwise (an address never handed out, or the start of a
+    /// block that was freed and then merged into the free block before it). Telling the last
+    /// two apart scans the nodes: the error path is O(nodes).
+    ///
+    /// ```
+    /// use strata_core::{Range, algo::CoalescingList};
+    /// let mut list = CoalescingList::new();
+    /// let s1 = list.add_partition()?;
+    /// list.add_chunk(Range::new(0, 1024))?;
+    /// let a = list.allocate(512, 256)?;
+    /// let b = list.allocate(512, 256)?;
+    /// list.deallocate_in(s1, a.start, 512)?;
+    /// list.deallocate(b.start, 512)?;
+    /// // Free in different partitions: not merged.
+    /// assert_eq!((list.free_bytes_in(0), list.free_bytes_in(s1), list.free_blocks()), (512, 512, 2));
+    /// # Ok::<(), strata_core::Error>(())
+    /// ```
+    #[inline]
+    pub fn deallocate_in(&mut self, part: PartitionId, addr: u64, size: u64) -> Result<(), Error> {
+        if size == 0 {
+            return Err(Error::ZeroSize);
+        }
+        if (part as usize) >= self.parts.count() {
+            return Err(Error::UnknownStream {
+                stream: part as u64,
+            });
+        }
+        let Some((idx, chain_prev)) = self.blocks.hash_find(addr) else {
+            return Err(self.classify_bad_free(addr));
+        };
+        let block = *self.blocks.node(idx);
+        debug_assert_eq!(block.tag, TAG_LIVE);
+        let rsize = crate::align_up(size, DEFAULT_ALIGNMENT).unwrap_or(0);
+        if rsize != block.size {
+            return Err(Error::SizeMismatch {
+                addr,
+                allocated: block.size,
+                given: size,
+            });
+        }
+        self.blocks.hash_remove(idx, chain_prev);
+        self.free_bytes += block.size;
+        let Self { blocks, parts, .. } = self;
+        // `part` exists (checked above) and is materialised: only the growable partition 0
+        // is not before a chunk was added, and a live block means a chunk was added.
+        let fi = parts.at_mut(part);
+        let merged = merge_into(blocks, fi, idx, part as u32);
+        fi.push(blocks.nodes_mut(), merged);
+        Ok(())
+    }
+
+    /// Why a free of `addr` found no live block there: a free block starts there (double
+    /// free), or nothing does.
+    #[cold]
+    fn classify_bad_free(&self, addr: u64) -> Error {
+        let hw = self.blocks.hw as usize;
+        if self.blocks.nodes()[..hw]
+            .iter()
+            .any(|n| n.is_free() && n.start == addr)
+        {
+            Error::DoubleFree { addr }
+        } else {
+            Error::NotAllocated { addr }
+        }
+    }
+
+    /// Whether a live block starts at `addr`; O(1).
+    ///
+    /// ```
+    /// use strata_core::{Range, algo::CoalescingList};
+    /// let mut list = CoalescingList::new();
+    /// list.add_chunk(Range::new(0, 4096))?;
+    /// let a = list.allocate(256, 256)?;
+    /// assert!(list.is_live(a.start));
+    /// assert!(!list.is_live(a.start + 256));
+    /// # Ok::<(), strata_core::Error>(())
+    /// ```
+    #[inline]
+    pub fn is_live(&self, addr: u64) -> bool {
+        self.blocks.hash_find(addr).is_some()
+    }
+
+    /// The live block starting at `addr`, if there is one; O(1).
+    ///
+    /// ```
+    /// use strata_core::{Range, algo::CoalescingList};
+    /// let mut list = CoalescingList::new();
+    /// list.add_chunk(Range::new(0, 4096))?;
+    /// let a = list.allocate(300, 256)?;
+    /// assert_eq!(list.live_block(a.start), Some(Range::new(0, 512)));
+    /// # Ok::<(), strata_core::Error>(())
+    /// ```
+    #[inline]
+    pub fn live_block(&self, addr: u64) -> Option<Range> {
+        self.blocks.hash_find(addr).map(|(idx, _)| {
+            let n = self.blocks.node(idx);
+            Range::new(n.start, n.size)
+        })
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Partitions
+    // ----------------------------------------------------------------------------------------
+
+    /// Adds an empty partition and returns its id.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::MetadataExhausted`] when all `P` inline partitions exist (fixed), or when 65536
+    /// exist or the heap refuses (growable).
+    ///
+    /// ```
+    /// use strata_core::{Error, algo::CoalescingList};
+    /// let mut list = CoalescingList::<8, 2>::with_fixed_capacity();
+    /// assert_eq!(list.add_partition(), Ok(1));
+    /// assert_eq!(list.add_partition(), Err(Error::MetadataExhausted { capacity: 2 }));
+    /// assert_eq!(list.partition_count(), 2);
+    /// ```
+    pub fn add_partition(&mut self) -> Result<PartitionId, Error> {
+        self.parts.add()
+    }
+
+    /// How many partitions exist (at least 1: partition 0).
+    ///
+    /// ```
+    /// assert_eq!(strata_core::algo::CoalescingList::new().partition_count(), 1);
+    /// ```
+    pub fn partition_count(&self) -> usize {
+        self.parts.count()
+    }
+
+    /// A partition other than `exclude` that has a free block sure to serve
+    /// `allocate_in(_, size, align)` (checked in O(1) per partition by the bitmaps; a block
+    /// that fits only thanks to the exact class walk of `allocate_in` is not seen). `None`
+    /// when there is none, or the request is invalid.
+    ///
+    /// ```
+    /// use strata_core::{Range, algo::CoalescingList};
+    /// let mut list = CoalescingList::new();
+    /// let s1 = list.add_partition()?;
+    /// list.add_chunk_in(s1, Range::new(0, 4096))?;
+    /// assert_eq!(list.find_partition_with_fit(1024, 256, 0), Some(s1));
+    /// assert_eq!(list.find_partition_with_fit(1024, 256, s1), None);
+    /// # Ok::<(), strata_core::Error>(())
+    /// ```
+    pub fn find_partition_with_fit(
+        &self,
+        size: u64,
+        align: u64,
+        exclude: PartitionId,
+    ) -> Option<PartitionId> {
+        let req = Request::new(size, align).ok()?;
+        let units = search_units(req.need >> GRANULE_SHIFT);
+        (0..self.parts.count())
+            .map(|p| p as PartitionId)
+            .filter(|&p| p != exclude)
+            .find(|&p| self.parts.get(p).is_some_and(|fi| fi.find(units).is_some()))
+    }
+
+    /// Moves every free block of partition `from` into `into`, merging each with its
+    /// neighbours free in `into`. O(free blocks of `from`). `from` stays, empty.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownStream`] (the partition id) when either does not exist; nothing
+    /// changes then.
+    ///
+    /// ```
+    /// use strata_core::{Range, algo::CoalescingList};
+    /// let mut list = CoalescingList::new();
+    /// let s1 = list.add_partition()?;
+    /// list.add_chunk(Range::new(0, 1024))?;
+    /// let a = list.allocate(512, 256)?;
+    /// let b = list.allocate(512, 256)?;
+    /// list.deallocate_in(s1, a.start, 512)?;
+    /// list.deallocate(b.start, 512)?;
+    /// list.merge_partition(s1, 0)?;
+    /// assert_eq!((list.free_blocks(), list.largest_free_in(0)), (1, 1024));
+    /// # Ok::<(), strata_core::Error>(())
+    /// ```
+    pub fn merge_partition(&mut self, from: PartitionId, into: PartitionId) -> Result<(), Error> {
+        let count = self.parts.count();
+        for p in [from, into] {
+            if (p as usize) >= count {
+                return Err(Error::UnknownStream { stream: p as u64 });
+            }
+        }
+        if from == into || self.parts.get(from).is_none_or(|fi| fi.free_blocks == 0) {
+            return Ok(());
+        }
+        self.parts.materialise(into)?;
+        let Self { blocks, parts, .. } = self;
+        loop {
+            // Take the next block of `from`.
+            let fi = parts.at_mut(from);
+            let Some(c) = fi.top_class() else { break };
+            let idx = fi.heads[c];
+            fi.unlink(blocks.nodes_mut(), idx);
+            blocks.node_mut(idx).tag = into as u32;
+            let fi = parts.at_mut(into);
+            let merged = merge_into(blocks, fi, idx, into as u32);
+            fi.push(blocks.nodes_mut(), merged);
+        }
+        Ok(())
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Statistics
+    // ----------------------------------------------------------------------------------------
+
+    /// Free bytes, over all partitions. O(1).
+    ///
+    /// ```
+    /// assert_eq!(strata_core::algo::CoalescingList::new().free_bytes(), 0);
+    /// ```
+    #[inline]
+    pub fn free_bytes(&self) -> u64 {
+        self.free_bytes
+    }
+
+    /// Free bytes of partition `part` (0 for a partition that does not exist). O(1).
+    ///
+    /// ```
+    /// use strata_core::{Range, algo::CoalescingList};
+    /// let mut list = CoalescingList::new();
+    /// list.add_chunk(Range::new(0, 4096))?;
+    /// assert_eq!((list.free_bytes_in(0), list.free_bytes_in(1)), (4096, 0));
+    /// # Ok::<(), strata_core::Error>(())
+    /// ```
+    #[inline]
+    pub fn free_bytes_in(&self, part: PartitionId) -> u64 {
+        self.parts.get(part).map_or(0, |fi| fi.free_bytes)
+    }
+
+    /// Bytes in live blocks (footprints, rounded up to 256). O(1).
+    ///
+    /// ```
+    /// use strata_core::{Range, algo::CoalescingList};
+    /// let mut list = CoalescingList::new();
+    /// list.add_chunk(Range::new(0, 4096))?;
+    /// list.allocate(1, 256)?;
+    /// assert_eq!(list.live_bytes(), 256);
+    /// # Ok::<(), strata_core::Error>(())
+    /// ```
+    #[inline]
+    pub fn live_bytes(&self) -> u64 {
+        self.chunk_bytes - self.free_bytes
+    }
+
+    /// Bytes in all chunks (live + free). O(1).
+    ///
+    /// ```
+    /// assert_eq!(strata_core::algo::CoalescingList::new().chunk_bytes(), 0);
+    /// ```
+    #[inline]
+    pub fn chunk_bytes(&self) -> u64 {
+        self.chunk_bytes
+    }
+
+    /// The size of the largest free block of any partition. O(partitions + blocks in the
+    /// top size class of each).
+    ///
+    /// ```
+    /// use strata_core::{Range, algo::CoalescingList};
+    /// let mut list = CoalescingList::new();
+    /// list.add_chunk(Range::new(0, 4096))?;
+    /// list.allocate(1024, 256)?;
+    /// assert_eq!(list.largest_free(), 3072);
+    /// # Ok::<(), strata_core::Error>(())
+    /// ```
+    pub fn largest_free(&self) -> u64 {
+        (0..self.parts.count())
+            .map(|p| self.largest_free_in(p as PartitionId))
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// The size of the largest free block of partition `part` (0 when it has none or does not
+    /// exist). O(blocks in its top non-empty size class).
+    ///
+    /// ```
+    /// use strata_core::{Range, algo::CoalescingList};
+    /// let mut list = CoalescingList::new();
+    /// list.add_chunk(Range::new(0, 4096))?;
+    /// assert_eq!(list.largest_free_in(0), 4096);
+    /// # Ok::<(), strata_core::Error>(())
+    /// ```
+    pub fn largest_free_in(&self, part: PartitionId) -> u64 {
+        let Some(fi) = self.parts.get(part) else {
+            return 0;
+        };
+        let Some(c) = fi.top_class() else { return 0 };
+        let nodes = self.blocks.nodes();
+        let mut best = 0;
+        let mut cur = fi.heads[c];
+        while cur != NIL {
+            best = best.max(nodes[cur as usize].size);
+            cur = nodes[cur as usize].link_next;
+        }
+        best
+    }
+
+    /// How many live blocks there are. O(1).
+    ///
+    /// ```
+    /// assert_eq!(strata_core::algo::CoalescingList::new().live_blocks(), 0);
+    /// ```
+    #[inline]
+    pub fn live_blocks(&self) -> usize {
+        self.blocks.live as usize
+    }
+
+    /// How many free blocks there are, over all partitions. O(1).
+    ///
+    /// ```
+    /// use strata_core::{Range, algo::CoalescingList};
+    /// let mut list = CoalescingList::new();
+    /// list.add_chunk(Range::new(0, 4096))?;
+    /// list.add_chunk(Range::new(8192, 4096))?;
+    /// assert_eq!(list.free_blocks(), 2);
+    /// # Ok::<(), strata_core::Error>(())
+    /// ```
+    #[inline]
+    pub fn free_blocks(&self) -> usize {
+        (self.blocks.in_use - self.chunk_count - self.blocks.live) as usize
+    }
+
+    /// How many free blocks partition `part` has (0 when it does not exist). O(1).
+    ///
+    /// ```
+    /// use strata_core::{Range, algo::CoalescingList};
+    /// let mut list = CoalescingList::new();
+    /// list.add_chunk(Range::new(0, 4096))?;
+    /// assert_eq!(list.free_blocks_in(0), 1);
+    /// # Ok::<(), strata_core::Error>(())
+    /// ```
+    pub fn free_blocks_in(&self, part: PartitionId) -> usize {
+        self.parts.get(part).map_or(0, |fi| fi.free_blocks as usize)
+    }
+
+    /// How many chunks there are. O(1).
+    ///
+    /// ```
+    /// assert_eq!(strata_core::algo::CoalescingList::new().chunk_count(), 0);
+    /// ```
+    #[inline]
+    pub fn chunk_count(&self) -> usize {
+        self.chunk_count as usize
+    }
+
+    /// How many metadata nodes are in use: one per block and one per chunk.
+    ///
+    /// ```
+    /// use strata_core::{Range, algo::CoalescingList};
+    /// let mut list = CoalescingList::new();
+    /// list.add_chunk(Range::new(0, 4096))?;
+    /// list.allocate(256, 256)?;
+    /// assert_eq!(list.nodes_in_use(), 3); // chunk record, live block, free tail
+    /// # Ok::<(), strata_core::Error>(())
+    /// ```
+    pub fn nodes_in_use(&self) -> usize {
+        self.blocks.in_use as usize
+    }
+
+    /// The most nodes the list can hold: `Some(N)` when fixed, `None` when growable.
+    ///
+    /// ```
+    /// use strata_core::algo::CoalescingList;
+    /// assert_eq!(CoalescingList::<16, 1>::with_fixed_capacity().node_capacity(), Some(16));
+    /// ```
+    pub fn node_capacity(&self) -> Option<usize> {
+        self.blocks.capacity()
+    }
+
+    /// Bytes of metadata the list holds now, inline and on the heap, including capacity not
+    /// in use (this is what [`NODE_BYTES`](Self::NODE_BYTES) per block adds up to).
+    ///
+    /// ```
+    /// use strata_core::algo::CoalescingList;
+    /// let list = CoalescingList::<16, 1>::with_fixed_capacity();
+    /// assert!(list.metadata_bytes() >= 16 * CoalescingList::<16, 1>::NODE_BYTES);
+    /// ```
+    pub fn metadata_bytes(&self) -> usize {
+        size_of::<Self>() + self.blocks.heap_bytes() + self.parts.heap_bytes()
+    }
+
+    /// Bytes of metadata per node (block or chunk): the node itself and its hash bucket
+    /// (44 bytes). A growable list rounds its table up to a power of two of live blocks and
+    /// grows its node array by doubling, so it may hold up to twice that.
+    ///
+    /// ```
+    /// assert_eq!(strata_core::algo::CoalescingList::<0, 0>::NODE_BYTES, 44);
+    /// ```
+    pub const NODE_BYTES: usize = size_of::<Node>() + size_of::<u32>();
+
+    // ----------------------------------------------------------------------------------------
+    // Checking
+    // ----------------------------------------------------------------------------------------
+
+    /// Checks every invariant of the list in O(nodes + chunks² + partitions × classes), and
+    /// says which one fails. For tests and debugging.
+    ///
+    /// Checked: chunks do not overlap; the blocks of each chunk tile it in address order with
+    /// consistent physical links, 256-aligned, non-empty; no two adjacent blocks are free in the
+    /// same partition; every free block is in the list of its partition and class, every list
+    /// holds only such blocks, and the bitmaps and counters match the lists; every live block
+    /// is in its hash chain and the chains hold only live blocks; vacant slots and counters
+    /// add up; `live + free == chunk bytes`.
+    ///
+    /// # Errors
+    ///
+    /// A description of the first violated invariant.
+    ///
+    /// ```
+    /// use strata_core::{Range, algo::CoalescingList};
+    /// let mut list = CoalescingList::new();
+    /// list.add_chunk(Range::new(0, 4096))?;
+    /// list.allocate(256, 256)?;
+    /// assert_eq!(list.check_invariants(), Ok(()));
+    /// # Ok::<(), strata_core::Error>(())
+    /// ```
+    pub fn check_invariants(&self) -> Result<(), &'static str> {
+        let nodes = self.blocks.nodes();
+        let hw = self.blocks.hw as usize;
+        if nodes.len() < hw {
+            return Err("node slab shorter than its high-water mark");
+        }
+        let limit = hw + 1;
+        // Chunks and the blocks that tile them.
+        let (mut chunks, mut blocks, mut live, mut free, mut chunk_bytes, mut free_bytes) =
+            (0usize, 0usize, 0usize, 0usize, 0u64, 0u64);
+        let mut prev_chunk = NIL;
+        let mut cur = self.chunk_head;
+        while cur != NIL {
+            chunks += 1;
+            if chunks > limit {
+                return Err("chunk list has a cycle");
+            }
+            let c = &nodes[cur as usize];
+            if c.tag != TAG_CHUNK || c.link_prev != prev_chunk {
+                return Err("chunk list holds a non-chunk or has a broken back link");
+            }
+            chunk_bytes += c.size;
+            let mut other = c.link_next;
+            while other != NIL {
+                let o = &nodes[other as usize];
+                if Range::new(c.start, c.size).overlaps(&Range::new(o.start, o.size)) {
+                    return Err("two chunks overlap");
+                }
+                other = o.link_next;
+                if other == cur {
+                    return Err("chunk list has a cycle");
+                }
+            }
+            let mut b = c.prev_phys;
+            let mut expect_start = c.start;
+            let mut prev_b = NIL;
+            while b != NIL {
+                blocks += 1;
+                if blocks > limit {
+                    return Err("physical chain has a cycle");
+                }
+                let n = &nodes[b as usize];
+                if n.prev_phys != prev_b {
+                    return Err("physical back link broken");
+                }
+                if n.start != expect_start {
+                    return Err("blocks do not tile their chunk");
+                }
+                if n.size == 0 || (n.start | n.size) & (DEFAULT_ALIGNMENT - 1) != 0 {
+                    return Err("block empty or not 256-aligned");
+                }
+                if n.is_free() {
+                    free += 1;
+                    free_bytes += n.size;
+                    if prev_b != NIL && nodes[prev_b as usize].tag == n.tag {
+                        return Err("two adjacent blocks free in the same partition");
+                    }
+                    if (n.tag as usize) >= self.parts.count() {
+                        return Err("free block in a partition that does not exist");
+                    }
+                } else if n.tag == TAG_LIVE {
+                    live += 1;
+                } else {
+                    return Err("physical chain holds a chunk record or vacant slot");
+                }
+                expect_start = n.start + n.size;
+                prev_b = b;
+                b = n.next_phys;
+            }
+            if expect_start != c.start + c.size {
+                return Err("blocks do not cover their chunk");
+            }
+            prev_chunk = cur;
+            cur = c.link_next;
+        }
+        if chunks != self.chunk_count as usize || chunk_bytes != self.chunk_bytes {
+            return Err("chunk counters wrong");
+        }
+        if free_bytes != self.free_bytes || self.live_bytes() + self.free_bytes != chunk_bytes {
+            return Err("free-byte counter wrong: live + free != chunk bytes");
+        }
+        if live != self.blocks.live as usize {
+            return Err("live-block counter wrong");
+        }
+        // Vacant slots.
+        let mut vacant = 0usize;
+        let mut v = self.blocks.vacant;
+        while v != NIL {
+            vacant += 1;
+            if vacant > limit || nodes[v as usize].tag != TAG_VACANT {
+                return Err("vacant list broken");
+            }
+            v = nodes[v as usize].link_next;
+        }
+        if vacant + chunks + blocks != hw || hw - vacant != self.blocks.in_use as usize {
+            return Err("nodes leaked: slots are neither blocks, chunks nor vacant");
+        }
+        if nodes[..hw].iter().filter(|n| n.tag == TAG_VACANT).count() != vacant {
+            return Err("a vacant slot is not on the vacant list");
+        }
+        // Free lists and bitmaps.
+        let (mut listed, mut listed_bytes) = (0usize, 0u64);
+        for p in 0..self.parts.count() {
+            let Some(fi) = self.parts.get(p as PartitionId) else {
+                continue;
+            };
+            let (mut pn, mut pb) = (0u32, 0u64);
+            for fl in 0..FL_COUNT {
+                if ((fi.fl_map >> fl) & 1 == 1) != (fi.sl_map[fl] != 0) {
+                    return Err("first-level bitmap disagrees with the second level");
+                }
+                for sl in 0..SL_COUNT {
+                    let c = fl * SL_COUNT + sl;
+                    if ((fi.sl_map[fl] >> sl) & 1 == 1) != (fi.heads[c] != NIL) {
+                        return Err("second-level bitmap disagrees with the lists");
+                    }
+                    let mut prev = NIL;
+                    let mut cur = fi.heads[c];
+                    while cur != NIL {
+                        pn += 1;
+                        if pn as usize > limit {
+                            return Err("free list has a cycle");
+                        }
+                        let n = &nodes[cur as usize];
+                        if n.tag != p as u32 || n.link_prev != prev {
+                            return Err("free list holds a block of another partition or kind");
+                        }
+                        if class_index(n.size >> GRANULE_SHIFT) != c {
+                            return Err("free block in the wrong size class");
+                        }
+                        pb += n.size;
+                        prev = cur;
+                        cur = n.link_next;
+                    }
+                }
+            }
+            if pn != fi.free_blocks || pb != fi.free_bytes {
+                return Err("partition counters disagree with its lists");
+            }
+            listed += pn as usize;
+            listed_bytes += pb;
+        }
+        if listed != free || listed_bytes != free_bytes {
+            return Err("free blocks missing from the free lists");
+        }
+        // Address table.
+        let buckets = self.blocks.buckets();
+        let mut hashed = 0usize;
+        for (b, &head) in buckets.iter().enumerate() {
+            let mut cur = head;
+            while cur != NIL {
+                hashed += 1;
+                if hashed > limit {
+                    return Err("hash chain has a cycle");
+                }
+                let n = &nodes[cur as usize];
+                if n.tag != TAG_LIVE {
+                    return Err("hash chain holds a block that is not live");
+                }
+                if Blocks::<N>::bucket_in(n.start, buckets.len()) != b {
+                    return Err("live block in the wrong hash bucket");
+                }
+                cur = n.link_next;
+            }
+        }
+        if hashed != live {
+            return Err("live blocks missing from the address table");
+        }
+        Ok(())
+    }
+}
+
+/// Merges free-to-be node `idx` (no longer live, in no list) with its physical neighbours
+/// whose tag is `tag`, and returns the node that now holds the merged block, tagged `tag`,
+/// not yet in any list.
+#[inline(always)]
+fn merge_into<const N: usize>(
+    blocks: &mut Blocks<N>,
+    fi: &mut FreeIndex,
+    idx: u32,
+    tag: u32,
+) -> u32 {
+    let mut idx = idx;
+    blocks.node_mut(idx).tag = tag;
+    let node = *blocks.node(idx);
+    let next = node.next_phys;
+    if next != NIL && blocks.node(next).tag == tag {
+        fi.unlink(blocks.nodes_mut(), next);
+        let n = *blocks.node(next);
+        let me = blocks.node_mut(idx);
+        me.size += n.size;
+        me.next_phys = n.next_phys;
+        if n.next_phys != NIL {
+            blocks.node_mut(n.next_phys).prev_phys = idx;
+        }
+        blocks.release_node(next);
+    }
+    let prev = node.prev_phys;
+    if prev != NIL && blocks.node(prev).tag == tag {
+        fi.unlink(blocks.nodes_mut(), prev);
+        let me = *blocks.node(idx);
+        let p = blocks.node_mut(prev);
+        p.size += me.size;
+        p.next_phys = me.next_phys;
+        if me.next_phys != NIL {
+            blocks.node_mut(me.next_phys).prev_phys = prev;
+        }
+        blocks.release_node(idx);
+        idx = prev;
+    }
+    idx
+}
