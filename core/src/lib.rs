@@ -31,6 +31,7 @@
 #[cfg(feature = "alloc")]
 extern crate alloc;
 
+pub mod adaptors;
 pub mod algo;
 mod error;
 mod range;
