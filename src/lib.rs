@@ -19,5 +19,6 @@ pub use strata_core::*;
 pub use strata_driver as driver;
 
 pub mod logging;
+pub mod profile;
 pub mod replay;
 pub mod trace;
