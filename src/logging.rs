@@ -46,6 +46,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use strata_core::StreamKey;
+use strata_core::adaptors::{self, EventSink};
 
 use crate::trace::{Action, HEADER, Trace};
 
@@ -290,6 +291,38 @@ impl<W: Write> CsvLog<W> {
         }
         s.out.flush()?;
         Ok(s.out)
+    }
+}
+
+/// The sink of the core's [`Logging`](strata_core::adaptors::Logging) adaptor: each event
+/// becomes one line. A refused free ([`adaptors::Action::FreeFailure`]) has no line in RMM's
+/// format and is not written: the log then shows the `free` recorded just before it, as RMM's
+/// would.
+///
+/// ```
+/// use strata::adaptors::Logging;
+/// use strata::logging::CsvLog;
+/// use strata::replay::SimDevice;
+/// use strata::{MemoryResource, StreamKey};
+///
+/// let mr = Logging::new(SimDevice::new(1 << 20), CsvLog::new(Vec::new())?);
+/// let a = mr.allocate(1000, 256, StreamKey(0x30))?;
+/// mr.deallocate(a, 1000, 256, StreamKey(0x30))?;
+/// let (_, log) = mr.into_parts();
+/// let text = String::from_utf8(log.finish()?)?;
+/// assert_eq!(text.lines().count(), 3);
+/// assert!(text.lines().nth(1).unwrap().ends_with(&format!(",allocate,{a:#x},1000,30")));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+impl<W: Write + Send> EventSink for CsvLog<W> {
+    fn record(&self, event: &adaptors::Event) {
+        let action = match event.action {
+            adaptors::Action::Allocate => Action::Allocate,
+            adaptors::Action::AllocateFailure => Action::AllocateFailure,
+            adaptors::Action::Free => Action::Free,
+            adaptors::Action::FreeFailure => return,
+        };
+        CsvLog::record(self, action, event.addr, event.size, event.stream);
     }
 }
 
