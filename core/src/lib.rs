@@ -36,6 +36,8 @@ pub mod algo;
 mod error;
 mod range;
 mod resource;
+#[cfg(feature = "alloc")]
+pub mod sim_stream;
 pub mod store;
 pub mod sync;
 mod upstream;

@@ -177,3 +177,18 @@ pub trait StreamOrder: Send + Sync {
     /// does not hand the block to `waiter`.
     fn order_after(&self, waiter: StreamKey, signaller: StreamKey) -> Result<(), crate::Error>;
 }
+
+impl<O: StreamOrder + ?Sized> StreamOrder for &O {
+    #[inline]
+    fn order_after(&self, waiter: StreamKey, signaller: StreamKey) -> Result<(), crate::Error> {
+        (**self).order_after(waiter, signaller)
+    }
+}
+
+#[cfg(feature = "alloc")]
+impl<O: StreamOrder + ?Sized> StreamOrder for alloc::sync::Arc<O> {
+    #[inline]
+    fn order_after(&self, waiter: StreamKey, signaller: StreamKey) -> Result<(), crate::Error> {
+        (**self).order_after(waiter, signaller)
+    }
+}
