@@ -2,5 +2,15 @@
 //! [`Range`](crate::Range)s. They never touch the memory they manage and allocate nothing
 //! beyond their metadata store. The thread-safe resources at the crate root wrap them.
 
+mod pool;
 mod tlsf;
+pub use pool::{Pool, PoolConfig};
 pub use tlsf::{CoalescingList, PartitionId};
+
+mod fixed;
+pub use fixed::{
+    BUCKET_SLOTS, ChunkMeta, FixedBlocks, FixedConfig, FixedSizeList, FixedStats, Inline,
+    MAX_BLOCK_SIZE, MAX_BLOCKS_PER_CHUNK, MetaStorage, MetaVec,
+};
+#[cfg(feature = "alloc")]
+pub use fixed::Heap;
