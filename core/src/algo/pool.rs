@@ -565,3 +565,287 @@ impl<U: Upstream, const N: usize, const P: usize> Drop for Pool<U, N, P> {
         let _ = self.release_all();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::SimUpstream;
+
+    const KIB: u64 = 1024;
+
+    /// Pool statistics and upstream use, which a failed call must not change.
+    fn snapshot<U: Upstream, const N: usize, const P: usize>(
+        p: &Pool<U, N, P>,
+    ) -> (u64, u64, u64, u64, usize) {
+        (
+            p.pool_size(),
+            p.live_bytes(),
+            p.free_bytes(),
+            p.largest_free(),
+            p.chunk_count(),
+        )
+    }
+
+    #[test]
+    fn without_a_maximum_the_pool_doubles() {
+        let mut p = Pool::new(SimUpstream::new(1 << 30), PoolConfig::new(4 * KIB)).unwrap();
+        p.allocate(4 * KIB, 256).unwrap();
+        p.allocate(256, 256).unwrap(); // grows by max(256, 4 KiB)
+        assert_eq!((p.pool_size(), p.chunk_count()), (8 * KIB, 2));
+        p.allocate(20 * KIB, 256).unwrap(); // grows by max(20 KiB, 8 KiB)
+        assert_eq!(p.pool_size(), 28 * KIB);
+        p.list().check_invariants().unwrap();
+    }
+
+    #[test]
+    fn with_a_maximum_the_pool_grows_by_half_the_room() {
+        let cfg = PoolConfig::new(0).with_maximum(64 * KIB);
+        let mut p = Pool::new(SimUpstream::new(1 << 30), cfg).unwrap();
+        p.allocate(256, 256).unwrap();
+        assert_eq!(p.pool_size(), 32 * KIB); // max(256, 64 KiB / 2)
+        p.allocate(32 * KIB, 256).unwrap();
+        assert_eq!(p.pool_size(), 64 * KIB); // max(32 KiB, 16 KiB)
+        // Full: a request that no free block serves fails, and changes nothing.
+        let before = snapshot(&p);
+        assert_eq!(
+            p.allocate(32 * KIB, 256),
+            Err(Error::OutOfMemory {
+                requested: 32 * KIB,
+                largest_free: 32 * KIB - 256,
+                total_free: 32 * KIB - 256
+            })
+        );
+        assert_eq!(snapshot(&p), before);
+        assert_eq!(p.upstream().in_use(), 64 * KIB);
+        p.list().check_invariants().unwrap();
+    }
+
+    #[test]
+    fn a_request_beyond_the_remaining_room_fails_without_growing() {
+        let cfg = PoolConfig::new(16 * KIB).with_maximum(64 * KIB);
+        let mut p = Pool::new(SimUpstream::new(1 << 30), cfg).unwrap();
+        let a = p.allocate(8 * KIB, 256).unwrap();
+        let before = snapshot(&p);
+        assert_eq!(
+            p.allocate(60 * KIB, 256),
+            Err(Error::OutOfMemory {
+                requested: 60 * KIB,
+                largest_free: 8 * KIB,
+                total_free: 8 * KIB
+            })
+        );
+        assert_eq!(snapshot(&p), before);
+        assert_eq!(p.upstream().in_use(), 16 * KIB);
+        p.deallocate(a.start, 8 * KIB).unwrap();
+        // Now the initial chunk is wholly free: the pool trims it and grows instead.
+        let big = p.allocate(60 * KIB, 256).unwrap();
+        assert_eq!(big.len, 60 * KIB);
+        assert_eq!(p.chunk_count(), 1);
+        assert!(p.pool_size() <= 64 * KIB);
+        p.list().check_invariants().unwrap();
+    }
+
+    #[test]
+    fn upstream_refusal_halves_the_request_but_not_below_the_need() {
+        // Room for 40 KiB upstream; the pool wants to double to 32 + 32 KiB.
+        let mut p = Pool::new(SimUpstream::new(40 * KIB), PoolConfig::new(32 * KIB)).unwrap();
+        p.allocate(32 * KIB, 256).unwrap();
+        p.allocate(KIB, 256).unwrap(); // 32 KiB refused, 16 refused, 8 KiB taken
+        assert_eq!(p.pool_size(), 40 * KIB);
+        assert_eq!(p.chunk_count(), 2);
+        let before = snapshot(&p);
+        assert!(matches!(
+            p.allocate(8 * KIB, 256),
+            Err(Error::OutOfMemory {
+                requested: 8192,
+                ..
+            })
+        ));
+        assert_eq!(snapshot(&p), before);
+    }
+
+    #[test]
+    fn upstream_refusal_trims_free_chunks_and_retries() {
+        let mut p = Pool::new(SimUpstream::new(48 * KIB), PoolConfig::new(16 * KIB)).unwrap();
+        let a = p.allocate(16 * KIB, 256).unwrap();
+        let b = p.allocate(16 * KIB, 256).unwrap(); // a second 16 KiB chunk
+        p.deallocate(a.start, 16 * KIB).unwrap();
+        // 32 KiB are wanted; the upstream has 16 KiB left, the first chunk is wholly free.
+        let c = p.allocate(32 * KIB, 256).unwrap();
+        assert_eq!(c.len, 32 * KIB);
+        assert_eq!((p.pool_size(), p.upstream().in_use()), (48 * KIB, 48 * KIB));
+        p.deallocate(b.start, 16 * KIB).unwrap();
+        p.deallocate(c.start, 32 * KIB).unwrap();
+        p.list().check_invariants().unwrap();
+    }
+
+    #[test]
+    fn bad_calls_change_nothing() {
+        let mut p = Pool::new(SimUpstream::new(1 << 20), PoolConfig::new(4 * KIB)).unwrap();
+        let a = p.allocate(KIB, 256).unwrap();
+        let before = (snapshot(&p), p.upstream().in_use());
+        type Call = fn(&mut Pool<SimUpstream>, u64) -> Result<(), Error>;
+        let calls: [(Error, Call); 7] = [
+            (Error::ZeroSize, |p, _| p.allocate(0, 256).map(drop)),
+            (Error::InvalidAlignment { align: 100 }, |p, _| {
+                p.allocate(256, 100).map(drop)
+            }),
+            (
+                Error::SizeOverflow {
+                    requested: u64::MAX,
+                },
+                |p, _| p.allocate(u64::MAX, 256).map(drop),
+            ),
+            (Error::NotAllocated { addr: 1 }, |p, _| p.deallocate(1, 256)),
+            (Error::UnknownStream { stream: 4 }, |p, _| {
+                p.allocate_in(4, 256, 256).map(drop)
+            }),
+            (
+                Error::SizeMismatch {
+                    addr: 0,
+                    allocated: 1024,
+                    given: 256,
+                },
+                |p, a| p.deallocate(a, 256),
+            ),
+            (
+                Error::OutOfMemory {
+                    requested: 1 << 30,
+                    largest_free: 3 * KIB,
+                    total_free: 3 * KIB,
+                },
+                |p, _| p.allocate(1 << 30, 256).map(drop),
+            ),
+        ];
+        for (expected, call) in calls {
+            let got = call(&mut p, a.start);
+            match (got, expected) {
+                (Err(Error::SizeMismatch { given, .. }), Error::SizeMismatch { .. }) => {
+                    assert_eq!(given, 256)
+                }
+                (got, expected) => assert_eq!(got, Err(expected)),
+            }
+            assert_eq!((snapshot(&p), p.upstream().in_use()), before);
+            p.list().check_invariants().unwrap();
+        }
+        p.deallocate(a.start, KIB).unwrap();
+        assert_eq!(
+            p.deallocate(a.start, KIB),
+            Err(Error::DoubleFree { addr: a.start })
+        );
+    }
+
+    #[test]
+    fn configuration_is_rounded_and_checked() {
+        let p = Pool::new(
+            SimUpstream::new(1 << 20),
+            PoolConfig::new(1000).with_maximum(5000),
+        )
+        .unwrap();
+        assert_eq!((p.pool_size(), p.maximum_size()), (1024, Some(4864)));
+        assert_eq!(
+            Pool::new(
+                SimUpstream::new(1 << 20),
+                PoolConfig::new(4096).with_maximum(4000)
+            )
+            .unwrap_err(),
+            Error::LimitExceeded {
+                requested: 4096,
+                allocated: 0,
+                limit: 3840
+            }
+        );
+        assert_eq!(
+            Pool::new(SimUpstream::new(1 << 20), PoolConfig::new(u64::MAX)).unwrap_err(),
+            Error::SizeOverflow {
+                requested: u64::MAX
+            }
+        );
+        assert!(matches!(
+            Pool::new(SimUpstream::new(1024), PoolConfig::new(4096)),
+            Err(Error::OutOfMemory { .. })
+        ));
+        let mut list = CoalescingList::new();
+        list.add_chunk(Range::new(0, 4096)).unwrap();
+        assert!(matches!(
+            Pool::with_list(SimUpstream::new(1 << 20), list, PoolConfig::new(0)),
+            Err(Error::Unsupported { .. })
+        ));
+        let empty = Pool::new(SimUpstream::new(1 << 20), PoolConfig::default()).unwrap();
+        assert_eq!((empty.pool_size(), empty.upstream().in_use()), (0, 0));
+    }
+
+    #[test]
+    fn drop_and_release_all_give_every_chunk_back() {
+        let mut sim = SimUpstream::new(1 << 20);
+        {
+            let mut p = Pool::new(&mut sim, PoolConfig::new(4 * KIB)).unwrap();
+            p.allocate(8 * KIB, 256).unwrap();
+            p.allocate(KIB, 256).unwrap();
+            assert_eq!(p.chunk_count(), 2);
+        }
+        assert_eq!((sim.in_use(), sim.live_ranges()), (0, 0));
+        let mut p = Pool::new(&mut sim, PoolConfig::new(4 * KIB)).unwrap();
+        p.allocate(KIB, 256).unwrap();
+        p.release_all().unwrap();
+        assert_eq!(p.pool_size(), 0);
+        // The pool works again after a release.
+        p.allocate(KIB, 256).unwrap();
+        drop(p);
+        assert_eq!(sim.in_use(), 0);
+    }
+
+    #[test]
+    fn a_full_fixed_list_gives_the_new_chunk_straight_back() {
+        let list = CoalescingList::<3, 1>::with_fixed_capacity();
+        let mut p = Pool::with_list(SimUpstream::new(1 << 20), list, PoolConfig::new(KIB)).unwrap();
+        p.allocate(256, 256).unwrap(); // 3 nodes in use
+        let before = (snapshot(&p), p.upstream().in_use());
+        assert_eq!(
+            p.allocate(KIB, 256),
+            Err(Error::MetadataExhausted { capacity: 3 })
+        );
+        assert_eq!((snapshot(&p), p.upstream().in_use()), before);
+    }
+
+    /// An upstream that fails with a backend error.
+    struct Broken;
+    impl Upstream for Broken {
+        fn allocate(&mut self, _: u64, _: u64) -> Result<Range, Error> {
+            Err(Error::Backend {
+                call: "cuMemAlloc_v2",
+                code: 999,
+            })
+        }
+        fn deallocate(&mut self, range: Range) -> Result<(), Error> {
+            Err(Error::NotAllocated { addr: range.start })
+        }
+    }
+
+    #[test]
+    fn upstream_errors_other_than_out_of_memory_pass_through() {
+        let mut p = Pool::new(Broken, PoolConfig::new(0)).unwrap();
+        assert_eq!(
+            p.allocate(256, 256),
+            Err(Error::Backend {
+                call: "cuMemAlloc_v2",
+                code: 999
+            })
+        );
+        assert_eq!(p.trim(), Ok(0));
+        assert_eq!(p.release_all(), Ok(()));
+    }
+
+    #[test]
+    fn partitions_grow_into_the_partition_asked_for() {
+        let mut p = Pool::new(SimUpstream::new(1 << 20), PoolConfig::new(4 * KIB)).unwrap();
+        let s1 = p.add_partition().unwrap();
+        let r = p.allocate_in(s1, KIB, 256).unwrap();
+        assert_eq!(p.list().free_bytes_in(s1), 3 * KIB);
+        assert_eq!(p.list().free_bytes_in(0), 4 * KIB);
+        p.deallocate_in(s1, r.start, KIB).unwrap();
+        assert_eq!(p.trim().unwrap(), 8 * KIB);
+        p.merge_partition(s1, 0).unwrap();
+        p.list().check_invariants().unwrap();
+    }
+}

@@ -1914,3 +1914,479 @@ fn merge_into<const N: usize>(
     }
     idx
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Everything a failed call must leave unchanged, as far as the statistics tell.
+    fn snapshot<const N: usize, const P: usize>(
+        l: &CoalescingList<N, P>,
+    ) -> (u64, u64, u64, usize, usize, usize, usize, u64) {
+        (
+            l.free_bytes(),
+            l.live_bytes(),
+            l.chunk_bytes(),
+            l.free_blocks(),
+            l.live_blocks(),
+            l.nodes_in_use(),
+            l.chunk_count(),
+            l.largest_free(),
+        )
+    }
+
+    /// Runs `f`, which must fail with `expected`, and checks that nothing changed.
+    fn fails_cleanly<const N: usize, const P: usize, T: core::fmt::Debug>(
+        l: &mut CoalescingList<N, P>,
+        expected: Error,
+        f: impl FnOnce(&mut CoalescingList<N, P>) -> Result<T, Error>,
+    ) {
+        let before = snapshot(l);
+        assert_eq!(f(l).unwrap_err(), expected);
+        assert_eq!(snapshot(l), before, "state changed by a failed call");
+        l.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn size_classes_are_monotone_and_search_rounds_up_to_a_class_start() {
+        let mut last = 0;
+        for u in 1..200_000u64 {
+            let c = class_index(u);
+            assert!(c >= last && c < CLASS_COUNT, "class of {u}");
+            last = c;
+            let s = search_units(u);
+            assert!(s >= u && s - u <= u / 32, "search of {u} is {s}");
+            // s is the smallest size of its class.
+            assert_ne!(class_index(s - 1), class_index(s), "search of {u}");
+        }
+        for shift in 5..56 {
+            for u in [
+                (1u64 << shift) - 1,
+                1 << shift,
+                (1 << shift) + 1,
+                3 << (shift - 1),
+            ] {
+                let s = search_units(u);
+                assert!(s >= u && class_index(s) < CLASS_COUNT);
+                assert_ne!(class_index(s - 1), class_index(s));
+            }
+        }
+        let max_units = u64::MAX >> GRANULE_SHIFT;
+        assert!(class_index(search_units(max_units)) < CLASS_COUNT);
+    }
+
+    #[test]
+    fn node_is_40_bytes_and_metadata_per_block_at_most_64() {
+        assert_eq!(size_of::<Node>(), 40);
+        const { assert!(CoalescingList::<0, 0>::NODE_BYTES <= 64) };
+    }
+
+    #[test]
+    fn frees_merge_with_both_neighbours_at_once() {
+        let mut l = CoalescingList::new();
+        l.add_chunk(Range::new(0x10000, 4096)).unwrap();
+        let a = l.allocate(1024, 256).unwrap();
+        let b = l.allocate(1024, 256).unwrap();
+        let c = l.allocate(1024, 256).unwrap();
+        assert_eq!((a.start, b.start, c.start), (0x10000, 0x10400, 0x10800));
+        l.deallocate(a.start, 1024).unwrap();
+        l.deallocate(c.start, 1024).unwrap(); // merges with the free tail
+        assert_eq!(l.free_blocks(), 2);
+        l.deallocate(b.start, 1024).unwrap(); // merges with both
+        assert_eq!((l.free_blocks(), l.largest_free()), (1, 4096));
+        assert_eq!(l.nodes_in_use(), 2);
+        l.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn never_merges_across_chunks() {
+        let mut l = CoalescingList::new();
+        l.add_chunk(Range::new(0, 4096)).unwrap();
+        l.add_chunk(Range::new(4096, 4096)).unwrap();
+        assert!(matches!(
+            l.allocate(8192, 256),
+            Err(Error::OutOfMemory {
+                requested: 8192,
+                largest_free: 4096,
+                total_free: 8192
+            })
+        ));
+        let a = l.allocate(4096, 256).unwrap();
+        let b = l.allocate(4096, 256).unwrap();
+        l.deallocate(a.start, 4096).unwrap();
+        l.deallocate(b.start, 4096).unwrap();
+        assert_eq!(l.free_blocks(), 2);
+        assert_eq!(l.is_chunk_free(Range::new(0, 4096)), Some(true));
+        assert_eq!(l.is_chunk_free(Range::new(4096, 4096)), Some(true));
+        l.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn large_alignments_split_off_the_front() {
+        let mut l = CoalescingList::new();
+        l.add_chunk(Range::new(0x100, 1 << 20)).unwrap();
+        let a = l.allocate(300, 1 << 16).unwrap();
+        assert_eq!((a.start, a.len), (1 << 16, 512));
+        // Front piece, live block, tail.
+        assert_eq!((l.free_blocks(), l.live_blocks()), (2, 1));
+        let small = l.allocate(256, 256).unwrap();
+        assert!(small.start < a.start, "the front piece is reused");
+        l.check_invariants().unwrap();
+        l.deallocate(a.start, 300).unwrap();
+        l.deallocate(small.start, 256).unwrap();
+        assert_eq!(l.free_blocks(), 1);
+        l.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn an_exact_fit_below_the_search_class_is_found() {
+        // 1000 granules: not a class boundary, so the O(1) search looks one class higher.
+        let size = 1000 * 256;
+        let mut l = CoalescingList::new();
+        l.add_chunk(Range::new(0, size)).unwrap();
+        assert_eq!(l.allocate(size, 256).unwrap(), Range::new(0, size));
+        // A class whose first block is too small but a later one fits.
+        let mut l = CoalescingList::new();
+        l.add_chunk(Range::new(0, 1001 * 256)).unwrap();
+        l.add_chunk(Range::new(1 << 30, 998 * 256)).unwrap();
+        assert_eq!(class_index(998), class_index(1001));
+        let r = l.allocate(1000 * 256, 256).unwrap();
+        assert_eq!(r.start, 0);
+        // And an aligned request that fits only at an aligned start.
+        let mut l = CoalescingList::new();
+        l.add_chunk(Range::new(1 << 20, 4096)).unwrap();
+        assert_eq!(l.allocate(4096, 1 << 20).unwrap().start, 1 << 20);
+        l.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn bad_requests_and_frees_change_nothing() {
+        let mut l = CoalescingList::new();
+        l.add_chunk(Range::new(0x4000, 8192)).unwrap();
+        let a = l.allocate(1000, 256).unwrap();
+        let b = l.allocate(256, 256).unwrap();
+        l.deallocate(b.start, 256).unwrap();
+        fails_cleanly(&mut l, Error::ZeroSize, |l| l.allocate(0, 256));
+        fails_cleanly(&mut l, Error::InvalidAlignment { align: 0 }, |l| {
+            l.allocate(256, 0)
+        });
+        fails_cleanly(&mut l, Error::InvalidAlignment { align: 768 }, |l| {
+            l.allocate(256, 768)
+        });
+        fails_cleanly(
+            &mut l,
+            Error::SizeOverflow {
+                requested: u64::MAX,
+            },
+            |l| l.allocate(u64::MAX, 256),
+        );
+        fails_cleanly(
+            &mut l,
+            Error::SizeOverflow {
+                requested: (1 << 63) + 1,
+            },
+            |l| l.allocate((1 << 63) + 1, 1 << 63),
+        );
+        fails_cleanly(
+            &mut l,
+            Error::OutOfMemory {
+                requested: 1 << 20,
+                largest_free: 8192 - 1024,
+                total_free: 8192 - 1024,
+            },
+            |l| l.allocate(1 << 20, 256),
+        );
+        fails_cleanly(&mut l, Error::UnknownStream { stream: 1 }, |l| {
+            l.allocate_in(1, 256, 256)
+        });
+        // Frees.
+        fails_cleanly(&mut l, Error::ZeroSize, |l| l.deallocate(a.start, 0));
+        fails_cleanly(&mut l, Error::NotAllocated { addr: 0x99 }, |l| {
+            l.deallocate(0x99, 256)
+        });
+        fails_cleanly(
+            &mut l,
+            Error::NotAllocated {
+                addr: a.start + 256,
+            },
+            |l| l.deallocate(a.start + 256, 256),
+        );
+        fails_cleanly(&mut l, Error::DoubleFree { addr: b.start }, |l| {
+            l.deallocate(b.start, 256)
+        });
+        fails_cleanly(
+            &mut l,
+            Error::SizeMismatch {
+                addr: a.start,
+                allocated: 1024,
+                given: 1025,
+            },
+            |l| l.deallocate(a.start, 1025),
+        );
+        fails_cleanly(
+            &mut l,
+            Error::SizeMismatch {
+                addr: a.start,
+                allocated: 1024,
+                given: u64::MAX,
+            },
+            |l| l.deallocate(a.start, u64::MAX),
+        );
+        fails_cleanly(&mut l, Error::UnknownStream { stream: 7 }, |l| {
+            l.deallocate_in(7, a.start, 1000)
+        });
+        // Any size in the same granules matches.
+        l.deallocate(a.start, 769).unwrap();
+        // The block before was free, so a.start merged away: no longer a block start.
+        l.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn a_free_merged_into_its_predecessor_is_not_allocated_any_more() {
+        let mut l = CoalescingList::new();
+        l.add_chunk(Range::new(0, 4096)).unwrap();
+        let a = l.allocate(256, 256).unwrap();
+        let b = l.allocate(256, 256).unwrap();
+        l.deallocate(a.start, 256).unwrap();
+        l.deallocate(b.start, 256).unwrap();
+        assert_eq!(
+            l.deallocate(b.start, 256),
+            Err(Error::NotAllocated { addr: b.start })
+        );
+        assert_eq!(
+            l.deallocate(a.start, 256),
+            Err(Error::DoubleFree { addr: a.start })
+        );
+    }
+
+    #[test]
+    fn bad_chunks_change_nothing() {
+        let mut l = CoalescingList::new();
+        l.add_chunk(Range::new(0x10000, 0x10000)).unwrap();
+        fails_cleanly(&mut l, Error::ZeroSize, |l| l.add_chunk(Range::new(0, 0)));
+        let misaligned = Error::InvalidAlignment { align: 256 };
+        fails_cleanly(&mut l, misaligned, |l| l.add_chunk(Range::new(0x80, 256)));
+        fails_cleanly(&mut l, misaligned, |l| l.add_chunk(Range::new(0, 300)));
+        fails_cleanly(&mut l, Error::SizeOverflow { requested: 512 }, |l| {
+            l.add_chunk(Range::new(u64::MAX - 255, 512))
+        });
+        let overlap = Error::Unsupported {
+            what: "a chunk that overlaps a chunk already added",
+        };
+        for r in [
+            Range::new(0x10000, 256),
+            Range::new(0xff00, 512),
+            Range::new(0x1ff00, 512),
+            Range::new(0, 0x100000),
+        ] {
+            fails_cleanly(&mut l, overlap, |l| l.add_chunk(r));
+        }
+        fails_cleanly(&mut l, Error::UnknownStream { stream: 3 }, |l| {
+            l.add_chunk_in(3, Range::new(0, 256))
+        });
+        // Adjacent is fine.
+        l.add_chunk(Range::new(0x20000, 256)).unwrap();
+        l.add_chunk(Range::new(0xff00, 256)).unwrap();
+        l.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn running_out_of_nodes_changes_nothing_and_frees_still_work() {
+        let mut l = CoalescingList::<6, 1>::with_fixed_capacity();
+        l.add_chunk(Range::new(0, 1 << 16)).unwrap();
+        let a = l.allocate(256, 256).unwrap();
+        let b = l.allocate(256, 256).unwrap();
+        let c = l.allocate(256, 256).unwrap();
+        assert_eq!(l.nodes_in_use(), 5);
+        let d = l.allocate(256, 256).unwrap(); // 6 nodes
+        let full = Error::MetadataExhausted { capacity: 6 };
+        fails_cleanly(&mut l, full, |l| l.allocate(256, 256));
+        fails_cleanly(&mut l, full, |l| l.add_chunk(Range::new(1 << 20, 256)));
+        // Taking the whole tail needs no node.
+        let rest = l.allocate((1 << 16) - 4 * 256, 256).unwrap();
+        // Frees need no node.
+        for r in [b, d, a, rest, c] {
+            l.deallocate(r.start, r.len).unwrap();
+            l.check_invariants().unwrap();
+        }
+        assert_eq!((l.free_blocks(), l.nodes_in_use()), (1, 2));
+        // An aligned split needing two nodes with one left fails cleanly too.
+        let mut l = CoalescingList::<3, 1>::with_fixed_capacity();
+        l.add_chunk(Range::new(256, 1 << 16)).unwrap();
+        fails_cleanly(&mut l, Error::MetadataExhausted { capacity: 3 }, |l| {
+            l.allocate(256, 4096)
+        });
+    }
+
+    #[test]
+    fn partitions_allocate_and_merge_only_within_themselves() {
+        let mut l = CoalescingList::new();
+        let s1 = l.add_partition().unwrap();
+        let s2 = l.add_partition().unwrap();
+        assert_eq!((s1, s2, l.partition_count()), (1, 2, 3));
+        l.add_chunk(Range::new(0, 4096)).unwrap();
+        let blocks: Vec<Range> = (0..4).map(|_| l.allocate(1024, 256).unwrap()).collect();
+        // Free 0 and 2 on s1, 1 on s2, 3 on 0: nothing merges.
+        l.deallocate_in(s1, blocks[0].start, 1024).unwrap();
+        l.deallocate_in(s2, blocks[1].start, 1024).unwrap();
+        l.deallocate_in(s1, blocks[2].start, 1024).unwrap();
+        l.deallocate(blocks[3].start, 1024).unwrap();
+        assert_eq!(l.free_blocks(), 4);
+        assert_eq!(
+            (l.free_bytes_in(0), l.free_bytes_in(s1), l.free_bytes_in(s2)),
+            (1024, 2048, 1024)
+        );
+        l.check_invariants().unwrap();
+        // Allocation takes only from its own partition.
+        assert!(matches!(
+            l.allocate_in(s2, 2048, 256),
+            Err(Error::OutOfMemory {
+                largest_free: 1024,
+                total_free: 1024,
+                ..
+            })
+        ));
+        assert_eq!(l.find_partition_with_fit(1024, 256, s1), Some(0));
+        assert_eq!(l.find_partition_with_fit(1024, 256, 0), Some(s1));
+        assert_eq!(l.find_partition_with_fit(2048, 256, 0), None);
+        let r = l.allocate_in(s2, 1024, 256).unwrap();
+        assert_eq!(r, blocks[1]);
+        // Freed again on s1, it merges with both s1 neighbours.
+        l.deallocate_in(s1, r.start, 1024).unwrap();
+        assert_eq!((l.free_blocks_in(s1), l.largest_free_in(s1)), (1, 3072));
+        l.check_invariants().unwrap();
+        // Merging s1 into 0 coalesces the whole chunk.
+        l.merge_partition(s1, 0).unwrap();
+        assert_eq!((l.free_blocks(), l.largest_free_in(0)), (1, 4096));
+        assert_eq!(l.free_bytes_in(s1), 0);
+        l.check_invariants().unwrap();
+        // Errors.
+        fails_cleanly(&mut l, Error::UnknownStream { stream: 9 }, |l| {
+            l.merge_partition(9, 0)
+        });
+        fails_cleanly(&mut l, Error::UnknownStream { stream: 9 }, |l| {
+            l.merge_partition(0, 9)
+        });
+        l.merge_partition(0, 0).unwrap();
+        assert_eq!(l.find_partition_with_fit(0, 256, 1), None);
+    }
+
+    #[test]
+    fn merge_partition_coalesces_runs_in_any_order() {
+        let mut l = CoalescingList::new();
+        let s = [0, l.add_partition().unwrap(), l.add_partition().unwrap()];
+        l.add_chunk(Range::new(0, 64 * 256)).unwrap();
+        let blocks: Vec<Range> = (0..64).map(|_| l.allocate(256, 256).unwrap()).collect();
+        for (i, b) in blocks.iter().enumerate() {
+            l.deallocate_in(s[(i * 7 + i / 3) % 3], b.start, 256)
+                .unwrap();
+        }
+        l.check_invariants().unwrap();
+        l.merge_partition(s[2], s[1]).unwrap();
+        l.check_invariants().unwrap();
+        l.merge_partition(s[1], s[0]).unwrap();
+        l.check_invariants().unwrap();
+        assert_eq!(l.free_blocks(), 1);
+        assert_eq!(l.take_free_chunk(), Some(Range::new(0, 64 * 256)));
+        l.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn fixed_partitions_have_a_maximum() {
+        let mut l = CoalescingList::<16, 3>::with_fixed_capacity();
+        assert_eq!(l.add_partition(), Ok(1));
+        assert_eq!(l.add_partition(), Ok(2));
+        assert_eq!(
+            l.add_partition(),
+            Err(Error::MetadataExhausted { capacity: 3 })
+        );
+        l.add_chunk_in(2, Range::new(0, 4096)).unwrap();
+        assert_eq!(l.allocate_in(2, 256, 256).unwrap().start, 0);
+        assert!(l.allocate_in(3, 256, 256).is_err());
+        l.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn wholly_free_chunks_are_found_in_any_partition() {
+        let mut l = CoalescingList::new();
+        let s1 = l.add_partition().unwrap();
+        l.add_chunk(Range::new(0, 4096)).unwrap();
+        l.add_chunk_in(s1, Range::new(8192, 4096)).unwrap();
+        let a = l.allocate(256, 256).unwrap();
+        assert_eq!(l.take_free_chunk(), Some(Range::new(8192, 4096)));
+        assert_eq!(l.take_free_chunk(), None);
+        assert_eq!(l.is_chunk_free(Range::new(8192, 4096)), None);
+        assert!(!l.remove_free_chunk(Range::new(0, 4096)));
+        l.deallocate_in(s1, a.start, 256).unwrap();
+        // Free, though split over two partitions: not wholly free until merged.
+        assert_eq!(l.is_chunk_free(Range::new(0, 4096)), Some(false));
+        l.merge_partition(0, s1).unwrap();
+        assert!(l.remove_free_chunk(Range::new(0, 4096)));
+        assert_eq!((l.chunk_bytes(), l.nodes_in_use()), (0, 0));
+        l.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn many_blocks_grow_the_table_and_merge_back() {
+        let mut l = CoalescingList::new();
+        let n = 5000u64;
+        l.add_chunk(Range::new(1 << 30, n * 512)).unwrap();
+        let mut live: Vec<Range> = (0..n)
+            .map(|i| l.allocate(256 + (i % 2) * 256, 256).unwrap())
+            .collect();
+        assert_eq!(l.live_blocks(), n as usize);
+        l.check_invariants().unwrap();
+        // A fixed pseudo-random order.
+        let mut x = 12345u64;
+        for i in (1..live.len()).rev() {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            live.swap(i, (x >> 33) as usize % (i + 1));
+        }
+        for r in &live {
+            l.deallocate(r.start, r.len).unwrap();
+        }
+        assert_eq!((l.free_blocks(), l.live_blocks()), (1, 0));
+        l.check_invariants().unwrap();
+        assert!(l.metadata_bytes() >= 2 * CoalescingList::<0, 0>::NODE_BYTES);
+    }
+
+    #[test]
+    fn clear_forgets_everything() {
+        let mut l = CoalescingList::<8, 2>::with_fixed_capacity();
+        l.add_partition().unwrap();
+        l.add_chunk(Range::new(0, 4096)).unwrap();
+        let a = l.allocate(256, 256).unwrap();
+        l.clear();
+        assert_eq!(snapshot(&l), (0, 0, 0, 0, 0, 0, 0, 0));
+        assert_eq!(l.partition_count(), 1);
+        assert!(!l.is_live(a.start));
+        l.check_invariants().unwrap();
+        l.add_chunk(Range::new(0, 4096)).unwrap();
+        l.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn growable_partition_zero_is_empty_before_any_chunk() {
+        let mut l = CoalescingList::new();
+        assert!(matches!(
+            l.allocate(256, 256),
+            Err(Error::OutOfMemory { total_free: 0, .. })
+        ));
+        assert_eq!(l.deallocate(0, 256), Err(Error::NotAllocated { addr: 0 }));
+        assert_eq!(l.largest_free(), 0);
+        l.merge_partition(0, 0).unwrap();
+        let s1 = l.add_partition().unwrap();
+        l.merge_partition(0, s1).unwrap();
+        l.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn debug_output_summarises() {
+        let mut l = CoalescingList::new();
+        l.add_chunk(Range::new(0, 4096)).unwrap();
+        let s = alloc::format!("{l:?}");
+        assert!(s.contains("chunk_bytes: 4096"), "{s}");
+    }
+}
