@@ -269,6 +269,14 @@ const ALLOCATED: u32 = 1 << 31;
 const END: u32 = ALLOCATED - 1;
 /// The `start` of a vacant chunk slot.
 const VACANT: u64 = u64::MAX;
+/// A vacant chunk slot.
+const VACANT_CHUNK: ChunkMeta = ChunkMeta {
+    start: VACANT,
+    free_head: END,
+    free_count: 0,
+    prev: NIL,
+    next: NIL,
+};
 /// Multiplier of the lookup table's hash (2^64 / golden ratio).
 const HASH_MUL: u64 = 0x9E37_79B9_7F4A_7C15;
 /// A block size that is not a power of two: divide instead of shifting.
@@ -899,13 +907,7 @@ impl<M: MetaStorage> FixedBlocks<M> {
         // 3. Commit; nothing below can fail.
         let c = if new_slot {
             let c = self.chunks.len();
-            let pushed = self.chunks.push(ChunkMeta {
-                start: VACANT,
-                free_head: END,
-                free_count: 0,
-                prev: NIL,
-                next: NIL,
-            });
+            let pushed = self.chunks.push(VACANT_CHUNK);
             let resized = self.blocks.resize((c + 1) * bpc, END);
             debug_assert!(pushed.is_ok() && resized.is_ok(), "room was checked");
             c as u32
@@ -988,6 +990,41 @@ impl<M: MetaStorage> FixedBlocks<M> {
             self.rebuild_table(n);
         }
         result.map(|()| released)
+    }
+
+    /// Gives every chunk back to `upstream`, live blocks or not, and forgets them all (the
+    /// metadata keeps its capacity). Blocks still live dangle afterwards.
+    ///
+    /// # Errors
+    ///
+    /// The first error of the upstream; every chunk is forgotten all the same.
+    ///
+    /// ```
+    /// use strata_core::algo::{FixedBlocks, FixedConfig, Heap};
+    /// let mut up = strata_core::SimUpstream::new(1 << 20);
+    /// let mut list = FixedBlocks::<Heap>::new(FixedConfig::new(256, 2)?);
+    /// list.allocate(&mut up, 256, 256)?;
+    /// list.release_all(&mut up)?;
+    /// assert_eq!((list.stats().chunks, up.in_use()), (0, 0));
+    /// # Ok::<(), strata_core::Error>(())
+    /// ```
+    pub fn release_all<U: Upstream + ?Sized>(&mut self, upstream: &mut U) -> Result<(), Error> {
+        let mut result = Ok(());
+        for chunk in self.chunks() {
+            if let Err(e) = upstream.deallocate(chunk) {
+                result = result.and(Err(e));
+            }
+        }
+        let _ = self.blocks.resize(0, END);
+        let _ = self.chunks.resize(0, VACANT_CHUNK);
+        let _ = self.buckets.resize(0, [NIL; BUCKET_SLOTS]);
+        self.open_head = NIL;
+        self.open_tail = NIL;
+        self.vacant_head = NIL;
+        self.live_chunks = 0;
+        self.live_blocks = 0;
+        self.live_units = 0;
+        result
     }
 
     /// The counters.
@@ -1419,7 +1456,8 @@ impl<U: Upstream, M: MetaStorage> FixedSizeList<U, M> {
     }
 
     /// The algorithm (for [`FixedBlocks::audit`], [`FixedBlocks::metadata_bytes`],
-    /// [`FixedBlocks::contains`], [`FixedBlocks::chunks`]).
+    /// [`FixedBlocks::contains`], [`FixedBlocks::chunks`]); its chunks belong to
+    /// [`upstream`](Self::upstream).
     ///
     /// ```
     /// use strata_core::algo::{FixedConfig, FixedSizeList, Heap};
@@ -1432,21 +1470,31 @@ impl<U: Upstream, M: MetaStorage> FixedSizeList<U, M> {
         &self.blocks
     }
 
-    /// Splits the list into its upstream and its algorithm (whose chunks still belong to that
-    /// upstream).
+    /// Gives every chunk back to the upstream, live blocks or not, and forgets them. Blocks
+    /// still live dangle afterwards. [`Drop`] does this too.
+    ///
+    /// # Errors
+    ///
+    /// The first error of the upstream; every chunk is forgotten all the same.
     ///
     /// ```
     /// use strata_core::algo::{FixedConfig, FixedSizeList, Heap};
     /// let mut list: FixedSizeList<_, Heap> =
     ///     FixedSizeList::new(strata_core::SimUpstream::new(1 << 20), FixedConfig::new(256, 8)?);
-    /// list.grow()?;
-    /// let (mut up, mut blocks) = list.into_parts();
-    /// blocks.trim(&mut up)?;
-    /// assert_eq!(up.in_use(), 0);
+    /// list.allocate(256, 256)?;
+    /// list.release_all()?;
+    /// assert_eq!((list.stats().chunks, list.upstream().in_use()), (0, 0));
     /// # Ok::<(), strata_core::Error>(())
     /// ```
-    pub fn into_parts(self) -> (U, FixedBlocks<M>) {
-        (self.upstream, self.blocks)
+    pub fn release_all(&mut self) -> Result<(), Error> {
+        self.blocks.release_all(&mut self.upstream)
+    }
+}
+
+impl<U: Upstream, M: MetaStorage> Drop for FixedSizeList<U, M> {
+    /// Gives every chunk back to the upstream, ignoring its errors.
+    fn drop(&mut self) {
+        let _ = self.release_all();
     }
 }
 
@@ -1696,6 +1744,32 @@ mod tests {
         assert!(l.try_allocate(256, 256).unwrap().is_some());
         assert!(l.try_allocate(256, 256).unwrap().is_some());
         assert_eq!(l.try_allocate(256, 256), Ok(None));
+        l.audit().unwrap();
+    }
+
+    #[test]
+    fn drop_and_release_all_give_every_chunk_back() {
+        let mut up = SimUpstream::new(1 << 20);
+        {
+            let mut list: FixedSizeList<&mut SimUpstream, Heap> =
+                FixedSizeList::new(&mut up, FixedConfig::new(256, 2).unwrap());
+            for _ in 0..3 {
+                list.allocate(256, 256).unwrap();
+            }
+            assert_eq!(list.upstream().in_use(), 1024);
+        }
+        assert_eq!(up.in_use(), 0);
+        let mut l = Small::new(FixedConfig::new(256, 2).unwrap());
+        let a = l.allocate(&mut up, 256, 256).unwrap();
+        l.release_all(&mut up).unwrap();
+        assert_eq!(up.in_use(), 0);
+        assert_eq!(
+            l.deallocate(a.start, 256),
+            Err(Error::NotAllocated { addr: a.start })
+        );
+        l.audit().unwrap();
+        // Usable again afterwards.
+        l.allocate(&mut up, 256, 256).unwrap();
         l.audit().unwrap();
     }
 
