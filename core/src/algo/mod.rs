@@ -14,3 +14,6 @@ pub use fixed::{
 };
 #[cfg(feature = "alloc")]
 pub use fixed::Heap;
+
+mod binning;
+pub use binning::{Binning, BinningStats, DEFAULT_BIN_EXPONENTS, DEFAULT_BLOCKS_PER_BIN_CHUNK};
