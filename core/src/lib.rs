@@ -36,6 +36,7 @@ pub mod algo;
 mod error;
 mod range;
 mod resource;
+pub mod resources;
 #[cfg(feature = "alloc")]
 pub mod sim_stream;
 pub mod store;

@@ -1,0 +1,331 @@
+//! The stream-ordered pool, checked by the simulated stream executor.
+
+use strata_core::algo::{CoalescingList, PoolConfig};
+use strata_core::resources::{NoOrdering, StreamOrderedPool};
+use strata_core::sim_stream::{SimStreams, Violation};
+use strata_core::{Error, MemoryResource, SimUpstream, StreamKey, StreamOrder};
+
+const S0: StreamKey = StreamKey::DEFAULT;
+const S1: StreamKey = StreamKey(1);
+const S2: StreamKey = StreamKey(2);
+const S3: StreamKey = StreamKey(3);
+
+fn pool(
+    capacity: u64,
+    initial: u64,
+    streams: &SimStreams,
+) -> StreamOrderedPool<SimUpstream, &SimStreams> {
+    StreamOrderedPool::new(
+        SimUpstream::new(capacity),
+        streams,
+        PoolConfig::new(initial),
+    )
+    .unwrap()
+}
+
+#[test]
+fn reuse_on_the_same_stream_never_orders() {
+    let st = SimStreams::new();
+    let p = pool(1 << 30, 1 << 20, &st);
+    for round in 0..50u64 {
+        let size = 256 * (1 + round % 7);
+        let a = st.allocate(&p, size, 256, S1).unwrap();
+        st.enqueue(S1);
+        st.deallocate(&p, a, size, 256, S1).unwrap();
+    }
+    assert_eq!(st.order_calls(), 0);
+    assert_eq!(p.stats().steals, 0);
+    assert!(st.violations().is_empty());
+}
+
+#[test]
+fn fresh_memory_is_taken_without_ordering() {
+    let st = SimStreams::new();
+    let p = pool(1 << 30, 1 << 20, &st);
+    let a = st.allocate(&p, 4096, 256, S1).unwrap();
+    let b = st.allocate(&p, 4096, 256, S2).unwrap();
+    assert_ne!(a, b);
+    assert_eq!(st.order_calls(), 0);
+}
+
+#[test]
+fn one_order_per_steal_and_none_per_free() {
+    let st = SimStreams::new();
+    let p = pool(1 << 30, 0, &st);
+    let blocks: Vec<u64> = (0..4)
+        .map(|_| st.allocate(&p, 1 << 16, 256, S1).unwrap())
+        .collect();
+    for &b in &blocks {
+        st.deallocate(&p, b, 1 << 16, 256, S1).unwrap();
+    }
+    assert_eq!(st.order_calls(), 0, "frees order nothing");
+    // S2 takes from S1's list: one ordering call per block taken.
+    let taken: Vec<u64> = (0..2)
+        .map(|_| st.allocate(&p, 1 << 16, 256, S2).unwrap())
+        .collect();
+    assert_eq!(st.order_calls(), 2);
+    assert_eq!(p.stats().steals, 2);
+    // Freed on S2 and reused on S2: no more ordering.
+    for &b in &taken {
+        st.deallocate(&p, b, 1 << 16, 256, S2).unwrap();
+    }
+    for _ in 0..2 {
+        st.allocate(&p, 1 << 16, 256, S2).unwrap();
+    }
+    assert_eq!(st.order_calls(), 2);
+    assert!(st.violations().is_empty(), "{:?}", st.violations());
+}
+
+#[test]
+fn whole_lists_are_merged_before_growing() {
+    let st = SimStreams::new();
+    // The upstream holds exactly the initial chunk: growing is impossible.
+    let p = pool(4096, 4096, &st);
+    let a = st.allocate(&p, 2048, 256, S1).unwrap();
+    let b = st.allocate(&p, 2048, 256, S2).unwrap();
+    st.deallocate(&p, a, 2048, 256, S1).unwrap();
+    st.deallocate(&p, b, 2048, 256, S2).unwrap();
+    // No list has 4096 bytes in one block; merging both into S3's list coalesces them.
+    let c = st.allocate(&p, 4096, 256, S3).unwrap();
+    assert_eq!(c, a.min(b));
+    let s = p.stats();
+    assert_eq!((s.merges, s.steals, s.pool_size), (2, 0, 4096));
+    assert_eq!(st.order_calls(), 2);
+    assert!(st.violations().is_empty(), "{:?}", st.violations());
+}
+
+#[test]
+fn under_pressure_free_chunks_go_back_and_the_pool_grows_again() {
+    let st = SimStreams::new();
+    // Room for 8 KiB upstream.
+    let p = pool(8192, 0, &st);
+    let a = st.allocate(&p, 4096, 256, S1).unwrap(); // a 4 KiB chunk
+    let b = st.allocate(&p, 4096, 256, S2).unwrap(); // another 4 KiB chunk
+    st.deallocate(&p, a, 4096, 256, S1).unwrap();
+    st.deallocate(&p, b, 4096, 256, S2).unwrap();
+    // 8 KiB in one block needs a new chunk: merge, trim both chunks, grow.
+    let c = st.allocate(&p, 8192, 256, S3).unwrap();
+    assert_eq!(p.stats().pool_size, 8192);
+    st.deallocate(&p, c, 8192, 256, S3).unwrap();
+    assert!(st.violations().is_empty(), "{:?}", st.violations());
+    assert!(matches!(
+        st.allocate(&p, 16384, 256, S3),
+        Err(Error::OutOfMemory {
+            requested: 16384,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn retired_streams_strand_nothing() {
+    let st = SimStreams::new();
+    let p = pool(1 << 30, 0, &st);
+    let a = st.allocate(&p, 1 << 20, 256, S1).unwrap();
+    st.deallocate(&p, a, 1 << 20, 256, S1).unwrap();
+    p.retire_stream(S1).unwrap();
+    assert_eq!(p.free_bytes_on(S1), 0);
+    assert_eq!(p.free_bytes_on(S0), 1 << 20);
+    // Another stream gets the block (ordered after the shared stream, which waited for S1).
+    let b = st.allocate(&p, 1 << 20, 256, S2).unwrap();
+    assert_eq!(a, b);
+    assert_eq!(
+        p.stats().pool_size,
+        1 << 20,
+        "no growth: the block was not stranded"
+    );
+    assert!(st.violations().is_empty(), "{:?}", st.violations());
+    // The retired stream's list is recycled for the next new stream.
+    st.deallocate(&p, b, 1 << 20, 256, S3).unwrap();
+    let s = p.stats();
+    assert_eq!((s.retired, s.streams), (1, 3));
+    assert_eq!(
+        p.retire_stream(S0),
+        Err(Error::Unsupported {
+            what: "retiring the shared stream of a stream-ordered pool"
+        })
+    );
+    p.retire_stream(StreamKey(99)).unwrap();
+}
+
+#[test]
+fn lists_of_retired_streams_are_reused() {
+    // Three inline partitions: the fresh one and two stream lists, no more.
+    let st = SimStreams::new();
+    let list = CoalescingList::<64, 3>::with_fixed_capacity();
+    let p = StreamOrderedPool::with_list(SimUpstream::new(1 << 20), &st, list, PoolConfig::new(0))
+        .unwrap()
+        .with_shared_stream(S1);
+    let a = st.allocate(&p, 256, 256, S1).unwrap();
+    let b = st.allocate(&p, 256, 256, S2).unwrap();
+    assert_eq!(
+        st.allocate(&p, 256, 256, S3),
+        Err(Error::MetadataExhausted { capacity: 3 })
+    );
+    st.deallocate(&p, b, 256, 256, S2).unwrap();
+    p.retire_stream(S2).unwrap();
+    assert_eq!(
+        p.free_bytes_on(S1),
+        256,
+        "S2's block went to the shared stream"
+    );
+    // S3 gets the retired list; the block it is handed comes from S1's list, ordered.
+    let c = st.allocate(&p, 256, 256, S3).unwrap();
+    assert_eq!(c, b);
+    st.deallocate(&p, a, 256, 256, S1).unwrap();
+    st.deallocate(&p, c, 256, 256, S3).unwrap();
+    assert_eq!(p.stats().streams, 2);
+    assert!(st.violations().is_empty(), "{:?}", st.violations());
+}
+
+#[test]
+fn bad_calls_change_nothing() {
+    let st = SimStreams::new();
+    let p = pool(1 << 20, 4096, &st);
+    let before = p.stats();
+    assert_eq!(p.allocate(0, 256, S1), Err(Error::ZeroSize));
+    assert_eq!(
+        p.allocate(256, 3, S1),
+        Err(Error::InvalidAlignment { align: 3 })
+    );
+    assert_eq!(
+        p.deallocate(0x1000, 256, 256, S2),
+        Err(Error::NotAllocated { addr: 0x1000 })
+    );
+    assert_eq!(p.stats(), before, "no stream list created by a bad call");
+    let a = p.allocate(300, 256, S1).unwrap();
+    assert!(matches!(
+        p.deallocate(a, 1024, 256, S2),
+        Err(Error::SizeMismatch { .. })
+    ));
+    assert_eq!(p.deallocate(a, 0, 256, S2), Err(Error::ZeroSize));
+    assert_eq!(p.stats().streams, 1);
+    p.deallocate(a, 300, 256, S2).unwrap();
+    assert!(matches!(
+        p.deallocate(a, 300, 256, S2),
+        Err(Error::DoubleFree { .. }) | Err(Error::NotAllocated { .. })
+    ));
+    assert!(matches!(
+        p.deallocate(a, 300, 256, S3),
+        Err(Error::DoubleFree { .. }) | Err(Error::NotAllocated { .. })
+    ));
+    assert_eq!(p.stats().streams, 2);
+}
+
+/// A stream order that fails: the block must not be handed over.
+struct Failing;
+impl StreamOrder for Failing {
+    fn order_after(&self, _: StreamKey, _: StreamKey) -> Result<(), Error> {
+        Err(Error::Backend {
+            call: "cuStreamWaitEvent",
+            code: 700,
+        })
+    }
+}
+
+#[test]
+fn an_ordering_failure_is_forwarded_and_keeps_the_block() {
+    let p = StreamOrderedPool::new(SimUpstream::new(4096), Failing, PoolConfig::new(0)).unwrap();
+    let a = p.allocate(4096, 256, S1).unwrap();
+    p.deallocate(a, 4096, 256, S1).unwrap();
+    let err = Error::Backend {
+        call: "cuStreamWaitEvent",
+        code: 700,
+    };
+    assert_eq!(p.allocate(4096, 256, S2), Err(err));
+    assert_eq!(p.free_bytes_on(S1), 4096);
+    assert_eq!(p.retire_stream(S1), Err(err));
+    assert_eq!(p.free_bytes_on(S1), 4096);
+    assert_eq!(p.allocate(4096, 256, S1).unwrap(), a);
+}
+
+/// A broken stream order: it orders the wrong way round.
+struct Reversed<'a>(&'a SimStreams);
+impl StreamOrder for Reversed<'_> {
+    fn order_after(&self, waiter: StreamKey, signaller: StreamKey) -> Result<(), Error> {
+        self.0.order_after(signaller, waiter)
+    }
+}
+
+#[test]
+fn the_executor_catches_a_wrong_order_implementation() {
+    let st = SimStreams::new();
+    let p = StreamOrderedPool::new(SimUpstream::new(1 << 20), Reversed(&st), PoolConfig::new(0))
+        .unwrap();
+    let a = st.allocate(&p, 4096, 256, S1).unwrap();
+    st.deallocate(&p, a, 4096, 256, S1).unwrap();
+    st.allocate(&p, 4096, 256, S2).unwrap();
+    assert!(matches!(
+        st.violations()[..],
+        [Violation::Unordered {
+            freed_on: S1,
+            handed_to: S2,
+            ..
+        }]
+    ));
+}
+
+#[test]
+fn the_executor_catches_a_pool_that_skips_ordering() {
+    // The pool itself is right, but told that ordering is free: the executor, which never hears
+    // of an order_after, flags the cross-stream reuse.
+    let st = SimStreams::new();
+    let p =
+        StreamOrderedPool::new(SimUpstream::new(1 << 20), NoOrdering, PoolConfig::new(0)).unwrap();
+    let a = st.allocate(&p, 4096, 256, S1).unwrap();
+    st.deallocate(&p, a, 4096, 256, S1).unwrap();
+    st.allocate(&p, 4096, 256, S2).unwrap();
+    assert_eq!(st.violations().len(), 1);
+}
+
+#[test]
+fn threads_on_their_own_streams_with_cross_stream_frees() {
+    let st = SimStreams::new();
+    let p = pool(64 << 20, 1 << 20, &st);
+    std::thread::scope(|scope| {
+        for t in 1..=2u64 {
+            let (st, p) = (&st, &p);
+            scope.spawn(move || {
+                let me = StreamKey(t);
+                let other = StreamKey(3 - t);
+                let mut live: Vec<(u64, u64)> = Vec::new();
+                let mut x = t * 0x9E37_79B9;
+                for i in 0..2000u64 {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    if live.len() < 16 && (x % 4 != 0 || live.is_empty()) {
+                        let size = 256 * (1 + x % 64);
+                        live.push((st.allocate(p, size, 256, me).unwrap(), size));
+                    } else {
+                        let (a, size) = live.swap_remove((x % live.len() as u64) as usize);
+                        // Now and then the block's last use is on the other stream.
+                        let on = if i % 5 == 0 { other } else { me };
+                        if on == other {
+                            st.order_after(other, me).unwrap();
+                        }
+                        st.deallocate(p, a, size, 256, on).unwrap();
+                    }
+                }
+                for (a, size) in live {
+                    st.deallocate(p, a, size, 256, me).unwrap();
+                }
+            });
+        }
+    });
+    assert!(st.violations().is_empty(), "{:?}", &st.violations()[..1]);
+    let s = p.stats();
+    assert_eq!(s.live_bytes, 0);
+    assert_eq!(s.free_bytes, s.pool_size);
+}
+
+#[test]
+fn drop_gives_every_chunk_back() {
+    let mut sim = SimUpstream::new(1 << 20);
+    {
+        let p = StreamOrderedPool::new(&mut sim, NoOrdering, PoolConfig::new(4096)).unwrap();
+        p.allocate(8192, 256, S1).unwrap();
+        p.allocate(256, 256, S2).unwrap();
+    }
+    assert_eq!(sim.in_use(), 0);
+}
