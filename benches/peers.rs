@@ -1,7 +1,8 @@
 //! strata against the peer crates that manage abstract address ranges (issue 2).
 //!
 //! ```text
-//! cargo bench --bench peers -- TRACE.csv [TRACE.csv ...] [--reps N] [--capacity X] [--no-search]
+//! cargo bench --bench peers -- TRACE.csv [TRACE.csv ...]
+//!     [--reps N] [--capacity X] [--no-search] [--only NAME ...]
 //! ```
 //!
 //! Every trace (RMM's CSV log format) is parsed and resolved with [`strata::trace`] before any
@@ -52,7 +53,9 @@ use std::hint::black_box;
 use std::process::ExitCode;
 use std::time::Instant;
 
+use strata::algo::{CoalescingList, Pool, PoolConfig};
 use strata::trace::{Op, Trace};
+use strata::{Range, SimUpstream};
 
 /// The alignment every allocator is held to, and the granularity sizes are rounded to.
 const ALIGN: u64 = 256;
@@ -169,6 +172,80 @@ trait Subject: Sized {
 
     /// The address range the allocator hands blocks out of, `(start, len)`, for the checker.
     fn bounds(&self) -> (u64, u64);
+}
+
+/// strata's coalescing pool over a simulated device, sized so that it never grows: its initial
+/// size and its maximum are the capacity, and so is the device's.
+struct StrataPool {
+    inner: Pool<SimUpstream>,
+    chunk: Range,
+}
+
+impl Subject for StrataPool {
+    const NAME: &'static str = "strata-pool";
+    const IS_STRATA: bool = true;
+    type Handle = u64;
+
+    fn build(capacity: u64, _max_blocks: usize) -> Option<Self> {
+        let config = PoolConfig::new(capacity).with_maximum(capacity);
+        let inner = Pool::new(SimUpstream::new(capacity), config).ok()?;
+        assert_eq!(inner.chunk_count(), 1, "the pool starts with one chunk");
+        let chunk = inner.list().chunks().next()?;
+        Some(StrataPool { inner, chunk })
+    }
+
+    #[inline]
+    fn alloc(&mut self, size: u64) -> Option<(u64, u64)> {
+        let r = self.inner.allocate(size, ALIGN).ok()?;
+        Some((r.start, r.start))
+    }
+
+    #[inline]
+    fn free(&mut self, start: u64, size: u64) {
+        if let Err(e) = self.inner.deallocate(start, size) {
+            panic!("strata-pool refused the free of a block it handed out: {e}");
+        }
+    }
+
+    fn bounds(&self) -> (u64, u64) {
+        (self.chunk.start, self.chunk.len)
+    }
+}
+
+/// strata's TLSF coalescing list alone, with the capacity as its one chunk.
+struct StrataTlsf {
+    inner: CoalescingList,
+    chunk: Range,
+}
+
+impl Subject for StrataTlsf {
+    const NAME: &'static str = "strata-tlsf";
+    const IS_STRATA: bool = true;
+    type Handle = u64;
+
+    fn build(capacity: u64, _max_blocks: usize) -> Option<Self> {
+        let chunk = Range::new(0, capacity);
+        let mut inner = CoalescingList::new();
+        inner.add_chunk(chunk).ok()?;
+        Some(StrataTlsf { inner, chunk })
+    }
+
+    #[inline]
+    fn alloc(&mut self, size: u64) -> Option<(u64, u64)> {
+        let r = self.inner.allocate(size, ALIGN).ok()?;
+        Some((r.start, r.start))
+    }
+
+    #[inline]
+    fn free(&mut self, start: u64, size: u64) {
+        if let Err(e) = self.inner.deallocate(start, size) {
+            panic!("strata-tlsf refused the free of a block it handed out: {e}");
+        }
+    }
+
+    fn bounds(&self) -> (u64, u64) {
+        (self.chunk.start, self.chunk.len)
+    }
 }
 
 /// range-alloc: best fit over a sorted vector of free ranges, in bytes.
@@ -444,6 +521,8 @@ struct Row {
     is_strata: bool,
     /// Median ns per operation at the timed capacity (`None`: capacity not representable).
     ns_per_op: Option<f64>,
+    /// The fastest repetition's ns per operation (the least disturbed by other processes).
+    ns_min: Option<f64>,
     /// Refused allocations at the timed capacity.
     failed: u64,
     /// See [`min_capacity`]; `None` also when the search was skipped.
@@ -459,37 +538,82 @@ struct Settings {
     reps: usize,
     capacity_multiple: f64,
     search: bool,
+    /// Only the allocators with these names (all when empty), e.g. to profile one.
+    only: Vec<String>,
 }
 
-/// Checks, times and sizes one allocator on one workload.
-fn measure<A: Subject>(w: &Workload, s: &Settings) -> Row {
-    let capacity = w.capacity(s.capacity_multiple);
-    let failed = verify::<A>(w, capacity);
-    let ns_per_op = failed.map(|_| {
-        let mut samples = Vec::with_capacity(s.reps);
-        for rep in 0..=s.reps {
-            let (mut a, mut handles) = fresh::<A>(w, capacity).expect("built once already");
-            let t0 = Instant::now();
-            let f = replay(black_box(&mut a), &mut handles, black_box(&w.steps), false);
-            let elapsed = t0.elapsed();
-            black_box((&a, &handles, f));
-            // Repetition 0 is the warm-up.
-            if rep > 0 {
-                samples.push(elapsed.as_nanos() as f64 / w.steps.len() as f64);
-            }
-            drop((a, handles));
+/// One replay at `capacity` on a fresh allocator and handle table (built and dropped outside
+/// the timed region): nanoseconds per operation.
+fn time_once<A: Subject>(w: &Workload, capacity: u64) -> f64 {
+    let (mut a, mut handles) = fresh::<A>(w, capacity).expect("representable: checked first");
+    let t0 = Instant::now();
+    let failed = replay(black_box(&mut a), &mut handles, black_box(&w.steps), false);
+    let elapsed = t0.elapsed();
+    black_box((&a, &handles, failed));
+    drop((a, handles));
+    elapsed.as_nanos() as f64 / w.steps.len() as f64
+}
+
+/// One allocator as plain function pointers, each monomorphised for it, so the driver can
+/// interleave the allocators' repetitions.
+struct Entry {
+    name: &'static str,
+    is_strata: bool,
+    verify: fn(&Workload, u64) -> Option<u64>,
+    time_once: fn(&Workload, u64) -> f64,
+    min_capacity: fn(&Workload) -> Option<f64>,
+}
+
+impl Entry {
+    fn of<A: Subject>() -> Entry {
+        Entry {
+            name: A::NAME,
+            is_strata: A::IS_STRATA,
+            verify: verify::<A>,
+            time_once: time_once::<A>,
+            min_capacity: min_capacity::<A>,
         }
-        samples.sort_by(f64::total_cmp);
-        samples[samples.len() / 2]
-    });
-    Row {
-        name: A::NAME,
-        is_strata: A::IS_STRATA,
-        ns_per_op,
-        failed: failed.unwrap_or(0),
-        min_capacity: if s.search { min_capacity::<A>(w) } else { None },
-        searched: s.search,
     }
+}
+
+/// Checks, times and sizes every allocator on one workload.
+///
+/// The timed repetitions are interleaved: repetition `r` runs every allocator once, starting
+/// from a different one each time, so a burst of noise from the machine falls on all of them
+/// alike rather than on whichever allocator was running.
+fn measure(w: &Workload, s: &Settings, entries: &[Entry]) -> Vec<Row> {
+    let capacity = w.capacity(s.capacity_multiple);
+    let failed: Vec<Option<u64>> = entries.iter().map(|e| (e.verify)(w, capacity)).collect();
+    let mut samples: Vec<Vec<f64>> = vec![Vec::with_capacity(s.reps); entries.len()];
+    // Repetition 0 is the warm-up.
+    for rep in 0..=s.reps {
+        for k in 0..entries.len() {
+            let i = (k + rep) % entries.len();
+            if failed[i].is_some() {
+                let ns = (entries[i].time_once)(w, capacity);
+                if rep > 0 {
+                    samples[i].push(ns);
+                }
+            }
+        }
+    }
+    entries
+        .iter()
+        .zip(failed)
+        .zip(samples)
+        .map(|((e, failed), mut samples)| {
+            samples.sort_by(f64::total_cmp);
+            Row {
+                name: e.name,
+                is_strata: e.is_strata,
+                ns_per_op: failed.map(|_| samples[samples.len() / 2]),
+                ns_min: failed.map(|_| samples[0]),
+                failed: failed.unwrap_or(0),
+                min_capacity: if s.search { (e.min_capacity)(w) } else { None },
+                searched: s.search,
+            }
+        })
+        .collect()
 }
 
 fn parse_args() -> Result<Settings, String> {
@@ -498,6 +622,7 @@ fn parse_args() -> Result<Settings, String> {
         reps: 7,
         capacity_multiple: 2.0,
         search: true,
+        only: Vec::new(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -505,6 +630,9 @@ fn parse_args() -> Result<Settings, String> {
             // cargo bench passes this to every harness = false target.
             "--bench" => {}
             "--no-search" => s.search = false,
+            "--only" => s
+                .only
+                .push(args.next().ok_or("--only needs an allocator name")?),
             "--reps" => {
                 s.reps = args
                     .next()
@@ -526,7 +654,7 @@ fn parse_args() -> Result<Settings, String> {
     if s.traces.is_empty() {
         return Err(
             "usage: cargo bench --bench peers -- TRACE.csv [TRACE.csv ...] [--reps N] \
-             [--capacity X] [--no-search]"
+             [--capacity X] [--no-search] [--only NAME]"
                 .into(),
         );
     }
@@ -550,6 +678,22 @@ fn main() -> ExitCode {
          bytes; sizes rounded up to {ALIGN} B, alignment {ALIGN} B",
         s.reps, s.capacity_multiple
     );
+    let entries = [
+        Entry::of::<StrataPool>(),
+        Entry::of::<StrataTlsf>(),
+        Entry::of::<RangeAlloc>(),
+        Entry::of::<OffsetAlloc>(),
+        Entry::of::<Buddy>(),
+        Entry::of::<Xalloc>(),
+    ];
+    let entries: Vec<Entry> = entries
+        .into_iter()
+        .filter(|e| s.only.is_empty() || s.only.iter().any(|n| n == e.name))
+        .collect();
+    if entries.is_empty() {
+        eprintln!("--only names no allocator");
+        return ExitCode::FAILURE;
+    }
     let mut worst: Option<f64> = None;
     for path in &s.traces {
         let w = match Workload::load(path) {
@@ -572,13 +716,8 @@ fn main() -> ExitCode {
             w.peak_live_blocks,
             mib(w.capacity(s.capacity_multiple)),
         );
-        let rows = [
-            measure::<RangeAlloc>(&w, &s),
-            measure::<OffsetAlloc>(&w, &s),
-            measure::<Buddy>(&w, &s),
-            measure::<Xalloc>(&w, &s),
-        ];
-        print_rows(&w, &s, &rows, &mut worst);
+        let rows = measure(&w, &s, &entries);
+        print_rows(&w, &rows, &mut worst);
     }
     println!();
     match worst {
@@ -589,20 +728,18 @@ fn main() -> ExitCode {
 }
 
 /// Prints one trace's table and folds its strata-pool ratio into `worst`.
-fn print_rows(w: &Workload, s: &Settings, rows: &[Row], worst: &mut Option<f64>) {
+fn print_rows(w: &Workload, rows: &[Row], worst: &mut Option<f64>) {
     let best_peer = rows
         .iter()
         .filter(|r| !r.is_strata)
         .filter_map(|r| r.ns_per_op.map(|ns| (ns, r.name)))
         .min_by(|a, b| a.0.total_cmp(&b.0));
     println!(
-        "  {:<24} {:>9} {:>8} {:>9} {:>14}",
-        "allocator", "ns/op", "failed", "min cap", "vs best peer"
+        "  {:<24} {:>9} {:>9} {:>8} {:>9} {:>13}",
+        "allocator", "ns/op", "(fastest)", "failed", "min cap", "vs best peer"
     );
+    let fmt_ns = |ns: Option<f64>| ns.map_or_else(|| "n/a".to_owned(), |ns| format!("{ns:.1}"));
     for r in rows {
-        let ns = r
-            .ns_per_op
-            .map_or_else(|| "n/a".to_owned(), |ns| format!("{ns:.1}"));
         let mark = if r.failed > 0 { "*" } else { " " };
         let cap = match (r.searched, r.min_capacity) {
             (false, _) => "-".to_owned(),
@@ -614,21 +751,29 @@ fn print_rows(w: &Workload, s: &Settings, rows: &[Row], worst: &mut Option<f64>)
             _ => "n/a".to_owned(),
         };
         println!(
-            "  {:<24} {:>8}{mark} {:>8} {:>9} {:>14}",
-            r.name, ns, r.failed, cap, ratio
+            "  {:<24} {:>8}{mark} {:>9} {:>8} {:>9} {:>13}",
+            r.name,
+            fmt_ns(r.ns_per_op),
+            fmt_ns(r.ns_min),
+            r.failed,
+            cap,
+            ratio
         );
     }
-    let _ = s;
-    if let Some((best, best_name)) = best_peer {
-        println!("  fastest peer: {best_name} ({best:.1} ns/op)");
-        if let Some(pool) = rows
-            .iter()
-            .find(|r| r.name == "strata-pool")
-            .and_then(|r| r.ns_per_op)
-        {
-            let ratio = pool / best;
-            println!("  {}: ratio_vs_best_peer={ratio:.3}", w.name);
-            *worst = Some(worst.map_or(ratio, |x: f64| x.max(ratio)));
-        }
+    if rows.iter().any(|r| r.failed > 0) {
+        println!("  * refused allocations at the timed capacity: its ns/op covers less work");
+    }
+    let Some((best, best_name)) = best_peer else {
+        return;
+    };
+    println!("  fastest peer: {best_name} ({best:.1} ns/op)");
+    if let Some(pool) = rows
+        .iter()
+        .find(|r| r.name == StrataPool::NAME)
+        .and_then(|r| r.ns_per_op)
+    {
+        let ratio = pool / best;
+        println!("  {}: ratio_vs_best_peer={ratio:.3}", w.name);
+        *worst = Some(worst.map_or(ratio, |x: f64| x.max(ratio)));
     }
 }
