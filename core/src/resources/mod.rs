@@ -8,6 +8,7 @@
 //! |---|---|---|
 //! | [`Pool`] | [`algo::Pool`](crate::algo::Pool): TLSF coalescing list, growth, trim | ignored |
 //! | [`FixedSize`] | [`algo::FixedSizeList`](crate::algo::FixedSizeList): one block size | ignored |
+//! | [`Binning`] | [`algo::Binning`](crate::algo::Binning): size classes into fixed-size bins | ignored |
 //! | [`StreamOrderedPool`] (`alloc`) | a TLSF list with one partition per stream | ordered on reuse across streams |
 //!
 //! ```
@@ -29,11 +30,13 @@
 //! # Ok::<(), strata_core::Error>(())
 //! ```
 
+mod binning;
 mod fixed;
 mod pool;
 #[cfg(feature = "alloc")]
 mod stream_ordered;
 
+pub use binning::Binning;
 pub use fixed::FixedSize;
 pub use pool::Pool;
 #[cfg(feature = "alloc")]
