@@ -32,7 +32,7 @@ fn hammer<R: MemoryResource>(r: &R, max_size: u64, align_steps: u64) {
                 let mut live = Vec::new();
                 for _ in 0..3000 {
                     let x = rng.next();
-                    if live.len() < 32 && x % 3 != 0 {
+                    if live.len() < 32 && !x.is_multiple_of(3) {
                         let size = 1 + x % max_size;
                         let align = 256 << (x % align_steps);
                         let a = checker.allocate(r, size, align, S).unwrap();
