@@ -50,6 +50,7 @@
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
+use std::num::NonZeroU64;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -65,6 +66,9 @@ const MAX_SEARCH_MULTIPLE: f64 = 64.0;
 
 /// The relative precision the capacity search bisects to.
 const SEARCH_PRECISION: f64 = 0.01;
+
+/// Where `strata-tlsf`'s one chunk starts (any 256-aligned non-zero address would do).
+const TLSF_BASE: u64 = 1 << 40;
 
 /// One replay step: sizes are already rounded up to [`ALIGN`].
 #[derive(Debug, Clone, Copy)]
@@ -172,6 +176,18 @@ trait Subject: Sized {
 
     /// The address range the allocator hands blocks out of, `(start, len)`, for the checker.
     fn bounds(&self) -> (u64, u64);
+
+    /// The allocator's own consistency check, where it has one (run by the checker at the
+    /// peak and at the end of the trace).
+    fn self_check(&self) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Metadata bytes held now and the blocks (live and free) they describe, where the
+    /// allocator reports them.
+    fn metadata(&self) -> Option<(usize, usize)> {
+        None
+    }
 }
 
 /// strata's coalescing pool over a simulated device, sized so that it never grows: its initial
@@ -184,7 +200,9 @@ struct StrataPool {
 impl Subject for StrataPool {
     const NAME: &'static str = "strata-pool";
     const IS_STRATA: bool = true;
-    type Handle = u64;
+    /// The block's address; never 0 (the simulated device starts at 2^40), so a handle table
+    /// slot is 8 bytes, like offset-allocator's.
+    type Handle = NonZeroU64;
 
     fn build(capacity: u64, _max_blocks: usize) -> Option<Self> {
         let config = PoolConfig::new(capacity).with_maximum(capacity);
@@ -195,20 +213,32 @@ impl Subject for StrataPool {
     }
 
     #[inline]
-    fn alloc(&mut self, size: u64) -> Option<(u64, u64)> {
+    fn alloc(&mut self, size: u64) -> Option<(NonZeroU64, u64)> {
         let r = self.inner.allocate(size, ALIGN).ok()?;
-        Some((r.start, r.start))
+        Some((NonZeroU64::new(r.start)?, r.start))
     }
 
     #[inline]
-    fn free(&mut self, start: u64, size: u64) {
-        if let Err(e) = self.inner.deallocate(start, size) {
+    fn free(&mut self, start: NonZeroU64, size: u64) {
+        if let Err(e) = self.inner.deallocate(start.get(), size) {
             panic!("strata-pool refused the free of a block it handed out: {e}");
         }
     }
 
     fn bounds(&self) -> (u64, u64) {
         (self.chunk.start, self.chunk.len)
+    }
+
+    fn self_check(&self) -> Result<(), String> {
+        self.inner.list().check_invariants().map_err(str::to_owned)
+    }
+
+    fn metadata(&self) -> Option<(usize, usize)> {
+        let list = self.inner.list();
+        Some((
+            list.metadata_bytes(),
+            list.live_blocks() + list.free_blocks(),
+        ))
     }
 }
 
@@ -221,30 +251,43 @@ struct StrataTlsf {
 impl Subject for StrataTlsf {
     const NAME: &'static str = "strata-tlsf";
     const IS_STRATA: bool = true;
-    type Handle = u64;
+    /// The block's address; the chunk starts at [`TLSF_BASE`], so it is never 0.
+    type Handle = NonZeroU64;
 
     fn build(capacity: u64, _max_blocks: usize) -> Option<Self> {
-        let chunk = Range::new(0, capacity);
+        let chunk = Range::new(TLSF_BASE, capacity);
         let mut inner = CoalescingList::new();
         inner.add_chunk(chunk).ok()?;
         Some(StrataTlsf { inner, chunk })
     }
 
     #[inline]
-    fn alloc(&mut self, size: u64) -> Option<(u64, u64)> {
+    fn alloc(&mut self, size: u64) -> Option<(NonZeroU64, u64)> {
         let r = self.inner.allocate(size, ALIGN).ok()?;
-        Some((r.start, r.start))
+        Some((NonZeroU64::new(r.start)?, r.start))
     }
 
     #[inline]
-    fn free(&mut self, start: u64, size: u64) {
-        if let Err(e) = self.inner.deallocate(start, size) {
+    fn free(&mut self, start: NonZeroU64, size: u64) {
+        if let Err(e) = self.inner.deallocate(start.get(), size) {
             panic!("strata-tlsf refused the free of a block it handed out: {e}");
         }
     }
 
     fn bounds(&self) -> (u64, u64) {
         (self.chunk.start, self.chunk.len)
+    }
+
+    fn self_check(&self) -> Result<(), String> {
+        self.inner.check_invariants().map_err(str::to_owned)
+    }
+
+    fn metadata(&self) -> Option<(usize, usize)> {
+        let list = &self.inner;
+        Some((
+            list.metadata_bytes(),
+            list.live_blocks() + list.free_blocks(),
+        ))
     }
 }
 
@@ -418,21 +461,41 @@ fn replay<A: Subject>(
     failed
 }
 
+/// What the checked replay found.
+#[derive(Debug, Clone, Copy)]
+struct Checked {
+    /// Refused allocations.
+    failed: u64,
+    /// Metadata bytes and blocks (live + free) when the live block count first reached its
+    /// peak, where the allocator reports them.
+    metadata_at_peak: Option<(usize, usize)>,
+}
+
 /// Replays the workload once at `capacity` under the checker: panics if a block is misaligned,
-/// out of the allocator's bounds, or overlaps a live block. Returns the refused allocations, or
-/// `None` when the allocator cannot represent the capacity.
-fn verify<A: Subject>(w: &Workload, capacity: u64) -> Option<u64> {
+/// out of the allocator's bounds, or overlaps a live block, or if the allocator's own
+/// consistency check fails at the peak or at the end. `None` when the allocator cannot
+/// represent the capacity.
+fn verify<A: Subject>(w: &Workload, capacity: u64) -> Option<Checked> {
     let (mut a, mut handles) = fresh::<A>(w, capacity)?;
     let (lo, len) = a.bounds();
     let hi = lo + len;
     let mut live: BTreeMap<u64, u64> = BTreeMap::new();
     let mut starts = vec![None; w.ids];
-    let mut failed = 0;
+    let mut checked = Checked {
+        failed: 0,
+        metadata_at_peak: None,
+    };
+    let self_check = |a: &A, when: &str| {
+        if let Err(e) = a.self_check() {
+            panic!("{}: {} fails its own check {when}: {e}", w.name, A::NAME);
+        }
+    };
+    let mut peak_seen = false;
     for (i, step) in w.steps.iter().enumerate() {
         match *step {
             Step::Alloc { id, size } => {
                 let Some((h, addr)) = a.alloc(size) else {
-                    failed += 1;
+                    checked.failed += 1;
                     continue;
                 };
                 let end = addr + size;
@@ -457,6 +520,11 @@ fn verify<A: Subject>(w: &Workload, capacity: u64) -> Option<u64> {
                 live.insert(addr, end);
                 starts[id as usize] = Some(addr);
                 handles[id as usize] = Some(h);
+                if !peak_seen && live.len() == w.peak_live_blocks {
+                    peak_seen = true;
+                    self_check(&a, "at the peak");
+                    checked.metadata_at_peak = a.metadata();
+                }
             }
             Step::Free { id, size } => {
                 if let Some(h) = handles[id as usize].take() {
@@ -469,7 +537,8 @@ fn verify<A: Subject>(w: &Workload, capacity: u64) -> Option<u64> {
             }
         }
     }
-    Some(failed)
+    self_check(&a, "at the end");
+    Some(checked)
 }
 
 /// Whether the allocator replays the whole workload at `capacity` with no refusal.
@@ -505,7 +574,7 @@ fn min_capacity<A: Subject>(w: &Workload) -> Option<f64> {
     }
     // The search assumes monotony; the answer is checked with a full, checked replay.
     assert_eq!(
-        verify::<A>(w, w.capacity(hi)),
+        verify::<A>(w, w.capacity(hi)).map(|c| c.failed),
         Some(0),
         "{}: {} failed at the capacity its search found",
         w.name,
@@ -525,6 +594,8 @@ struct Row {
     ns_min: Option<f64>,
     /// Refused allocations at the timed capacity.
     failed: u64,
+    /// See [`Checked::metadata_at_peak`].
+    metadata_at_peak: Option<(usize, usize)>,
     /// See [`min_capacity`]; `None` also when the search was skipped.
     min_capacity: Option<f64>,
     /// Whether the capacity search ran.
@@ -559,7 +630,7 @@ fn time_once<A: Subject>(w: &Workload, capacity: u64) -> f64 {
 struct Entry {
     name: &'static str,
     is_strata: bool,
-    verify: fn(&Workload, u64) -> Option<u64>,
+    verify: fn(&Workload, u64) -> Option<Checked>,
     time_once: fn(&Workload, u64) -> f64,
     min_capacity: fn(&Workload) -> Option<f64>,
 }
@@ -583,13 +654,13 @@ impl Entry {
 /// alike rather than on whichever allocator was running.
 fn measure(w: &Workload, s: &Settings, entries: &[Entry]) -> Vec<Row> {
     let capacity = w.capacity(s.capacity_multiple);
-    let failed: Vec<Option<u64>> = entries.iter().map(|e| (e.verify)(w, capacity)).collect();
+    let checked: Vec<Option<Checked>> = entries.iter().map(|e| (e.verify)(w, capacity)).collect();
     let mut samples: Vec<Vec<f64>> = vec![Vec::with_capacity(s.reps); entries.len()];
     // Repetition 0 is the warm-up.
     for rep in 0..=s.reps {
         for k in 0..entries.len() {
             let i = (k + rep) % entries.len();
-            if failed[i].is_some() {
+            if checked[i].is_some() {
                 let ns = (entries[i].time_once)(w, capacity);
                 if rep > 0 {
                     samples[i].push(ns);
@@ -599,16 +670,17 @@ fn measure(w: &Workload, s: &Settings, entries: &[Entry]) -> Vec<Row> {
     }
     entries
         .iter()
-        .zip(failed)
+        .zip(checked)
         .zip(samples)
-        .map(|((e, failed), mut samples)| {
+        .map(|((e, checked), mut samples)| {
             samples.sort_by(f64::total_cmp);
             Row {
                 name: e.name,
                 is_strata: e.is_strata,
-                ns_per_op: failed.map(|_| samples[samples.len() / 2]),
-                ns_min: failed.map(|_| samples[0]),
-                failed: failed.unwrap_or(0),
+                ns_per_op: checked.map(|_| samples[samples.len() / 2]),
+                ns_min: checked.map(|_| samples[0]),
+                failed: checked.map_or(0, |c| c.failed),
+                metadata_at_peak: checked.and_then(|c| c.metadata_at_peak),
                 min_capacity: if s.search { (e.min_capacity)(w) } else { None },
                 searched: s.search,
             }
@@ -762,6 +834,16 @@ fn print_rows(w: &Workload, rows: &[Row], worst: &mut Option<f64>) {
     }
     if rows.iter().any(|r| r.failed > 0) {
         println!("  * refused allocations at the timed capacity: its ns/op covers less work");
+    }
+    for r in rows {
+        if let Some((bytes, blocks)) = r.metadata_at_peak {
+            println!(
+                "  {} metadata at the peak: {bytes} B for {blocks} blocks (live + free), \
+                 {:.1} B/block",
+                r.name,
+                bytes as f64 / blocks.max(1) as f64
+            );
+        }
     }
     let Some((best, best_name)) = best_peer else {
         return;
