@@ -317,7 +317,7 @@ impl<U: Upstream, const N: usize, const P: usize> Pool<U, N, P> {
     ///
     /// ```
     /// use strata_core::{Error, SimUpstream, algo::{Pool, PoolConfig}};
-    /// let mut pool = Pool::new(SimUpstream::new(1 << 20), PoolConfig::new(4096))?;
+    /// let mut pool = Pool::new(SimUpstream::new(1 << 20), PoolConfig::new(256))?;
     /// let r = pool.allocate(100, 256)?;
     /// pool.deallocate(r.start, 100)?;
     /// assert_eq!(pool.deallocate(r.start, 100), Err(Error::DoubleFree { addr: r.start }));
@@ -729,9 +729,10 @@ mod tests {
             p.list().check_invariants().unwrap();
         }
         p.deallocate(a.start, KIB).unwrap();
+        // The block merged into the free rest before it: its start is no block's start now.
         assert_eq!(
             p.deallocate(a.start, KIB),
-            Err(Error::DoubleFree { addr: a.start })
+            Err(Error::NotAllocated { addr: a.start })
         );
     }
 

@@ -30,7 +30,7 @@
 //! `CoalescingList<N, P>` keeps `N` block nodes and `P` partitions inline (no heap; usable in a
 //! `static`, built by the `const fn` [`CoalescingList::with_fixed_capacity`]). `N == 0` means a
 //! growable node store and `P == 0` growable partitions, both on the heap (feature `alloc`):
-//! that is the default, `CoalescingList::new()`. A node is 40 bytes; the hash table adds one
+//! that is the default, `CoalescingList::new()`. A node is 32 bytes; the hash table adds one
 //! 4-byte bucket per node (fixed) or per live block, rounded up to a power of two (growable).
 //!
 //! ```
@@ -56,7 +56,7 @@ use alloc::vec::Vec;
 
 use crate::{DEFAULT_ALIGNMENT, Error, Range, check_alignment};
 
-/// The id of a partition of the free blocks (0 is the default partition).
+/// The id of a partition of the free blocks (0 is the default partition; at most 16384).
 pub type PartitionId = u16;
 
 /// "No node" in the links.
@@ -71,10 +71,15 @@ const SL_COUNT: usize = 1 << SL_BITS;
 const FL_COUNT: usize = 53;
 const CLASS_COUNT: usize = FL_COUNT * SL_COUNT;
 
-/// Node tags: a free block's tag is its partition id (below 2^16); the others are kinds.
-const TAG_LIVE: u32 = 1 << 16;
-const TAG_CHUNK: u32 = 2 << 16;
-const TAG_VACANT: u32 = 3 << 16;
+/// Node tags (16 bits, kept in the low bytes of `start` and `size`): a free block's tag is its
+/// partition id (below 2^14); the others are kinds.
+const TAG_LIVE: u32 = 1 << 14;
+const TAG_CHUNK: u32 = 2 << 14;
+const TAG_VACANT: u32 = 3 << 14;
+/// The most partitions a list can have (partition ids are below this).
+const MAX_PARTITIONS: usize = 1 << 14;
+/// The low bits of `start` and `size` that hold the tag.
+const TAG_MASK: u64 = DEFAULT_ALIGNMENT - 1;
 
 /// The size class `(first level, second level)` of a block of `units` granules.
 ///
@@ -109,42 +114,85 @@ fn search_units(units: u64) -> u64 {
     (up >> shift_up) << shift_up
 }
 
-/// One metadata node: a block (live or free), a chunk record, or a vacant slot.
+/// One metadata node: a block (live or free), a chunk record, or a vacant slot. 32 bytes,
+/// aligned to 32, so a node never straddles two cache lines.
+///
+/// Starts and sizes are multiples of 256, so their low 8 bits are free: they hold the 16-bit
+/// tag (low byte in `start_tag`, high byte in `size_tag`).
 ///
 /// Field use by kind:
 ///
-/// | kind   | `start`, `size` | `prev_phys`, `next_phys`     | `link_prev`, `link_next`       |
-/// |--------|-----------------|------------------------------|--------------------------------|
-/// | free   | the block       | physical neighbours or `NIL` | its size-class list            |
-/// | live   | the block       | physical neighbours or `NIL` | -, next in its hash bucket     |
-/// | chunk  | the chunk       | first block, -               | the chunk list                 |
-/// | vacant | -               | -                            | -, next vacant slot            |
+/// | kind   | start, size | `prev_phys`, `next_phys`     | `link_prev`, `link_next`       |
+/// |--------|-------------|------------------------------|--------------------------------|
+/// | free   | the block   | physical neighbours or `NIL` | its size-class list            |
+/// | live   | the block   | physical neighbours or `NIL` | -, next in its hash bucket     |
+/// | chunk  | the chunk   | first block, -               | the chunk list                 |
+/// | vacant | -           | -                            | -, next vacant slot            |
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C, align(32))]
 struct Node {
-    start: u64,
-    size: u64,
+    start_tag: u64,
+    size_tag: u64,
     prev_phys: u32,
     next_phys: u32,
     link_prev: u32,
     link_next: u32,
-    /// The partition id of a free block, or `TAG_LIVE` / `TAG_CHUNK` / `TAG_VACANT`.
-    tag: u32,
 }
 
 impl Node {
-    const VACANT: Node = Node {
-        start: 0,
-        size: 0,
-        prev_phys: NIL,
-        next_phys: NIL,
-        link_prev: NIL,
-        link_next: NIL,
-        tag: TAG_VACANT,
-    };
+    const VACANT: Node = Node::new(0, 0, TAG_VACANT, NIL, NIL);
+
+    /// A node for `start .. start + size` (both multiples of 256) with `tag`.
+    #[inline(always)]
+    const fn new(start: u64, size: u64, tag: u32, prev_phys: u32, next_phys: u32) -> Node {
+        Node {
+            start_tag: start | (tag as u64 & TAG_MASK),
+            size_tag: size | ((tag as u64 >> 8) & TAG_MASK),
+            prev_phys,
+            next_phys,
+            link_prev: NIL,
+            link_next: NIL,
+        }
+    }
+
+    #[inline(always)]
+    fn start(&self) -> u64 {
+        self.start_tag & !TAG_MASK
+    }
+
+    #[inline(always)]
+    fn size(&self) -> u64 {
+        self.size_tag & !TAG_MASK
+    }
+
+    /// The partition id of a free block, or `TAG_LIVE` / `TAG_CHUNK` / `TAG_VACANT`.
+    #[inline(always)]
+    fn tag(&self) -> u32 {
+        (self.start_tag & TAG_MASK) as u32 | (((self.size_tag & TAG_MASK) as u32) << 8)
+    }
+
+    #[inline(always)]
+    fn set_tag(&mut self, tag: u32) {
+        debug_assert!(tag <= TAG_VACANT);
+        self.start_tag = self.start() | (tag as u64 & TAG_MASK);
+        self.size_tag = self.size() | ((tag as u64 >> 8) & TAG_MASK);
+    }
+
+    #[inline(always)]
+    fn set_start(&mut self, start: u64) {
+        debug_assert_eq!(start & TAG_MASK, 0);
+        self.start_tag = start | (self.start_tag & TAG_MASK);
+    }
+
+    #[inline(always)]
+    fn set_size(&mut self, size: u64) {
+        debug_assert_eq!(size & TAG_MASK, 0);
+        self.size_tag = size | (self.size_tag & TAG_MASK);
+    }
 
     #[inline(always)]
     fn is_free(&self) -> bool {
-        self.tag < TAG_LIVE
+        self.tag() < TAG_LIVE
     }
 }
 
@@ -202,8 +250,8 @@ impl FreeIndex {
     #[inline(always)]
     fn push(&mut self, nodes: &mut [Node], idx: u32) {
         let node = &mut nodes[idx as usize];
-        debug_assert!(node.is_free() && node.size > 0);
-        let size = node.size;
+        debug_assert!(node.is_free() && node.size() > 0);
+        let size = node.size();
         let c = class_index(size >> GRANULE_SHIFT);
         let head = self.heads[c];
         node.link_prev = NIL;
@@ -229,7 +277,7 @@ impl FreeIndex {
         if node.link_prev != NIL {
             nodes[node.link_prev as usize].link_next = node.link_next;
         } else {
-            let c = class_index(node.size >> GRANULE_SHIFT);
+            let c = class_index(node.size() >> GRANULE_SHIFT);
             debug_assert_eq!(self.heads[c], idx);
             self.heads[c] = node.link_next;
             if node.link_next == NIL {
@@ -240,8 +288,23 @@ impl FreeIndex {
                 }
             }
         }
-        self.free_bytes -= node.size;
+        self.free_bytes -= node.size();
         self.free_blocks -= 1;
+    }
+
+    /// Changes the size of free node `idx`, which is in this index, moving it to the list of
+    /// its new class only if the class changes.
+    #[inline(always)]
+    fn resize(&mut self, nodes: &mut [Node], idx: u32, new_size: u64) {
+        let old_size = nodes[idx as usize].size();
+        if class_index(old_size >> GRANULE_SHIFT) == class_index(new_size >> GRANULE_SHIFT) {
+            nodes[idx as usize].set_size(new_size);
+            self.free_bytes = self.free_bytes - old_size + new_size;
+        } else {
+            self.unlink(nodes, idx);
+            nodes[idx as usize].set_size(new_size);
+            self.push(nodes, idx);
+        }
     }
 }
 
@@ -351,7 +414,7 @@ impl<const N: usize> Blocks<N> {
     #[cfg(feature = "alloc")]
     #[inline(always)]
     fn reserve_growable(&mut self, want: u64, new_live: u32) -> Result<(), Error> {
-        if want > self.nodes.len() as u64 {
+        if want > self.nodes.capacity() as u64 {
             self.grow_nodes(want)?;
         }
         if self.live as usize + new_live as usize > self.buckets.len() {
@@ -375,6 +438,8 @@ impl<const N: usize> Blocks<N> {
         if want >= NIL as u64 {
             return Err(exhausted);
         }
+        // Nodes are pushed only when no slot is vacant, so `want` nodes fit once the
+        // capacity is `want`.
         let extra = want as usize - self.nodes.len();
         self.nodes.try_reserve(extra).map_err(|_| exhausted)
     }
@@ -394,7 +459,7 @@ impl<const N: usize> Blocks<N> {
         for mut cur in old {
             while cur != NIL {
                 let next = self.nodes[cur as usize].link_next;
-                let b = Self::bucket_in(self.nodes[cur as usize].start, n);
+                let b = Self::bucket_in(self.nodes[cur as usize].start(), n);
                 self.nodes[cur as usize].link_next = self.buckets[b];
                 self.buckets[b] = cur;
                 cur = next;
@@ -410,7 +475,7 @@ impl<const N: usize> Blocks<N> {
         if self.vacant != NIL {
             let idx = self.vacant;
             let slot = self.node_mut(idx);
-            debug_assert_eq!(slot.tag, TAG_VACANT);
+            debug_assert_eq!(slot.tag(), TAG_VACANT);
             let next = slot.link_next;
             *slot = node;
             self.vacant = next;
@@ -433,7 +498,7 @@ impl<const N: usize> Blocks<N> {
     fn release_node(&mut self, idx: u32) {
         let vacant = self.vacant;
         let slot = self.node_mut(idx);
-        debug_assert_ne!(slot.tag, TAG_VACANT);
+        debug_assert_ne!(slot.tag(), TAG_VACANT);
         *slot = Node {
             link_next: vacant,
             ..Node::VACANT
@@ -452,7 +517,7 @@ impl<const N: usize> Blocks<N> {
     #[inline(always)]
     fn hash_insert(&mut self, idx: u32) {
         let n = self.buckets().len();
-        let b = Self::bucket_in(self.node(idx).start, n);
+        let b = Self::bucket_in(self.node(idx).start(), n);
         #[cfg(feature = "alloc")]
         if N == 0 {
             self.nodes[idx as usize].link_next = self.buckets[b];
@@ -477,7 +542,7 @@ impl<const N: usize> Blocks<N> {
         let mut cur = buckets[Self::bucket_in(addr, buckets.len())];
         while cur != NIL {
             let n = &nodes[cur as usize];
-            if n.start == addr {
+            if n.start_tag & !TAG_MASK == addr {
                 return Some((cur, prev));
             }
             prev = cur;
@@ -494,7 +559,7 @@ impl<const N: usize> Blocks<N> {
         if prev != NIL {
             self.node_mut(prev).link_next = next;
         } else {
-            let b = Self::bucket_in(self.node(idx).start, self.buckets().len());
+            let b = Self::bucket_in(self.node(idx).start(), self.buckets().len());
             #[cfg(feature = "alloc")]
             if N == 0 {
                 self.buckets[b] = next;
@@ -547,8 +612,8 @@ impl<const P: usize> Parts<P> {
     const fn new() -> Self {
         const {
             assert!(
-                P <= 1 << 16,
-                "CoalescingList: at most 65536 partitions (PartitionId is u16)"
+                P <= MAX_PARTITIONS,
+                "CoalescingList: at most 16384 partitions"
             )
         };
         Self {
@@ -622,8 +687,10 @@ impl<const P: usize> Parts<P> {
         #[cfg(feature = "alloc")]
         if P == 0 {
             let want = self.more.len().max(1) + 1;
-            if want > 1 << 16 {
-                return Err(Error::MetadataExhausted { capacity: 1 << 16 });
+            if want > MAX_PARTITIONS {
+                return Err(Error::MetadataExhausted {
+                    capacity: MAX_PARTITIONS,
+                });
             }
             self.more.try_reserve(want - self.more.len()).map_err(|_| {
                 Error::MetadataExhausted {
@@ -697,8 +764,8 @@ impl Request {
     /// Whether a free block fits this request, alignment included.
     #[inline(always)]
     fn fits(&self, node: &Node) -> bool {
-        let pad = self.front_pad(node.start);
-        pad <= node.size && node.size - pad >= self.rsize
+        let pad = self.front_pad(node.start());
+        pad <= node.size() && node.size() - pad >= self.rsize
     }
 }
 
@@ -781,7 +848,7 @@ impl<const N: usize, const P: usize> CoalescingList<N, P> {
     /// An empty list with `N` nodes and `P` partitions inline (`N == 0` or `P == 0`: that part
     /// grows on the heap, feature `alloc`). A `const fn`, so the list can live in a `static`.
     ///
-    /// The struct holds `N * 44` bytes of nodes and buckets and `P * 6.9` KiB of free-list
+    /// The struct holds `N * 36` bytes of nodes and buckets and `P * 6.9` KiB of free-list
     /// heads inline: put a large one in a `static` or a `Box`, not on a small stack.
     ///
     /// ```
@@ -868,19 +935,12 @@ impl<const N: usize, const P: usize> CoalescingList<N, P> {
         }
         self.parts.materialise(part)?;
         self.blocks.reserve(2, 0)?;
-        let block = self.blocks.alloc_node(Node {
-            start: range.start,
-            size: range.len,
-            tag: part as u32,
-            ..Node::VACANT
-        });
+        let block =
+            self.blocks
+                .alloc_node(Node::new(range.start, range.len, part as u32, NIL, NIL));
         let chunk = self.blocks.alloc_node(Node {
-            start: range.start,
-            size: range.len,
-            prev_phys: block,
             link_next: self.chunk_head,
-            tag: TAG_CHUNK,
-            ..Node::VACANT
+            ..Node::new(range.start, range.len, TAG_CHUNK, block, NIL)
         });
         if self.chunk_head != NIL {
             self.blocks.node_mut(self.chunk_head).link_prev = chunk;
@@ -914,7 +974,7 @@ impl<const N: usize, const P: usize> CoalescingList<N, P> {
             }
             let c = self.blocks.node(cur);
             cur = c.link_next;
-            Some(Range::new(c.start, c.size))
+            Some(Range::new(c.start(), c.size()))
         })
     }
 
@@ -923,7 +983,7 @@ impl<const N: usize, const P: usize> CoalescingList<N, P> {
         let mut cur = self.chunk_head;
         while cur != NIL {
             let c = self.blocks.node(cur);
-            if c.start == range.start && c.size == range.len {
+            if c.start() == range.start && c.size() == range.len {
                 return Some(cur);
             }
             cur = c.link_next;
@@ -1005,7 +1065,7 @@ impl<const N: usize, const P: usize> CoalescingList<N, P> {
     fn remove_chunk_node(&mut self, chunk: u32) -> Range {
         let c = *self.blocks.node(chunk);
         let first = c.prev_phys;
-        let part = self.blocks.node(first).tag as PartitionId;
+        let part = self.blocks.node(first).tag() as PartitionId;
         let Self { blocks, parts, .. } = self;
         parts.at_mut(part).unlink(blocks.nodes_mut(), first);
         if c.link_prev != NIL {
@@ -1019,9 +1079,9 @@ impl<const N: usize, const P: usize> CoalescingList<N, P> {
         blocks.release_node(first);
         blocks.release_node(chunk);
         self.chunk_count -= 1;
-        self.chunk_bytes -= c.size;
-        self.free_bytes -= c.size;
-        Range::new(c.start, c.size)
+        self.chunk_bytes -= c.size();
+        self.free_bytes -= c.size();
+        Range::new(c.start(), c.size())
     }
 
     /// Forgets every chunk and block, live or free, and every partition but 0 (keeping the
@@ -1061,7 +1121,8 @@ impl<const N: usize, const P: usize> CoalescingList<N, P> {
     /// use strata_core::{Range, Error, algo::CoalescingList};
     /// let mut list = CoalescingList::new();
     /// list.add_chunk(Range::new(0, 4096))?;
-    /// assert_eq!(list.allocate(1, 256)?, Range::new(0, 256));
+    /// // The end of the free block is taken.
+    /// assert_eq!(list.allocate(1, 256)?, Range::new(3840, 256));
     /// assert_eq!(list.allocate(0, 256), Err(Error::ZeroSize));
     /// assert_eq!(list.allocate(1, 3), Err(Error::InvalidAlignment { align: 3 }));
     /// assert!(matches!(list.allocate(8192, 256), Err(Error::OutOfMemory { .. })));
@@ -1094,7 +1155,7 @@ impl<const N: usize, const P: usize> CoalescingList<N, P> {
     /// let s1 = list.add_partition()?;
     /// list.add_chunk_in(s1, Range::new(0, 4096))?;
     /// assert!(matches!(list.allocate(256, 256), Err(Error::OutOfMemory { .. })));
-    /// assert_eq!(list.allocate_in(s1, 256, 256)?, Range::new(0, 256));
+    /// assert_eq!(list.allocate_in(s1, 256, 256)?, Range::new(3840, 256));
     /// # Ok::<(), Error>(())
     /// ```
     #[inline]
@@ -1139,40 +1200,76 @@ impl<const N: usize, const P: usize> CoalescingList<N, P> {
         None
     }
 
-    /// Allocates `req` from free block `idx` of partition `part`, splitting off what is left
-    /// before (alignment) and after it.
+    /// Allocates `req` from free block `idx` of partition `part`.
+    ///
+    /// With the default alignment the block's end is taken: the free rest keeps the node, and
+    /// stays in its list if its size class does not change (the common case for a large
+    /// block), so a split costs one new node and no list traffic. A larger alignment takes
+    /// the first aligned address, splitting off a free front piece and a free tail.
     #[inline(always)]
     fn carve(&mut self, part: PartitionId, idx: u32, req: &Request) -> Result<Range, Error> {
         let block = *self.blocks.node(idx);
-        debug_assert!(block.tag == part as u32 && req.fits(&block));
-        let front = req.front_pad(block.start);
-        let tail = block.size - front - req.rsize;
-        self.blocks
-            .reserve(u32::from(front > 0) + u32::from(tail > 0), 1)?;
+        debug_assert!(block.tag() == part as u32 && req.fits(&block));
+        if req.align != DEFAULT_ALIGNMENT {
+            return self.carve_aligned(part, idx, req);
+        }
+        let (start, size) = (block.start(), block.size());
+        let rest = size - req.rsize;
+        self.blocks.reserve(u32::from(rest > 0), 1)?;
         let Self { blocks, parts, .. } = self;
         // `allocate_in` found the block in this partition, so it exists.
         let fi = parts.at_mut(part);
+        let live = if rest == 0 {
+            fi.unlink(blocks.nodes_mut(), idx);
+            blocks.node_mut(idx).set_tag(TAG_LIVE);
+            idx
+        } else {
+            let next = block.next_phys;
+            let live = blocks.alloc_node(Node::new(start + rest, req.rsize, TAG_LIVE, idx, next));
+            let nodes = blocks.nodes_mut();
+            if next != NIL {
+                nodes[next as usize].prev_phys = live;
+            }
+            nodes[idx as usize].next_phys = live;
+            // The rest's neighbour before it is unchanged and was not free in this partition
+            // (the block was fully merged): no merge is due.
+            fi.resize(nodes, idx, rest);
+            live
+        };
+        blocks.hash_insert(live);
+        self.free_bytes -= req.rsize;
+        Ok(Range::new(start + rest, req.rsize))
+    }
+
+    /// [`carve`](Self::carve) for an alignment above 256: the block is split into a free
+    /// front piece (if the start is not aligned), the live block, and a free tail (if any).
+    #[inline(never)]
+    fn carve_aligned(
+        &mut self,
+        part: PartitionId,
+        idx: u32,
+        req: &Request,
+    ) -> Result<Range, Error> {
+        let block = *self.blocks.node(idx);
+        let front = req.front_pad(block.start());
+        let tail = block.size() - front - req.rsize;
+        self.blocks
+            .reserve(u32::from(front > 0) + u32::from(tail > 0), 1)?;
+        let Self { blocks, parts, .. } = self;
+        let fi = parts.at_mut(part);
         fi.unlink(blocks.nodes_mut(), idx);
-        let start = block.start + front;
+        let start = block.start() + front;
         let old_next = block.next_phys;
         let live = if front == 0 {
-            let n = blocks.node_mut(idx);
-            n.size = req.rsize;
-            n.tag = TAG_LIVE;
+            blocks.node_mut(idx).set_size(req.rsize);
+            blocks.node_mut(idx).set_tag(TAG_LIVE);
             idx
         } else {
             // The original node stays free as the front piece; its neighbour before it is not
             // free in this partition (the block was fully merged), so no merge is due.
-            blocks.node_mut(idx).size = front;
+            blocks.node_mut(idx).set_size(front);
             fi.push(blocks.nodes_mut(), idx);
-            let live = blocks.alloc_node(Node {
-                start,
-                size: req.rsize,
-                prev_phys: idx,
-                next_phys: old_next,
-                tag: TAG_LIVE,
-                ..Node::VACANT
-            });
+            let live = blocks.alloc_node(Node::new(start, req.rsize, TAG_LIVE, idx, old_next));
             blocks.node_mut(idx).next_phys = live;
             if old_next != NIL {
                 blocks.node_mut(old_next).prev_phys = live;
@@ -1180,14 +1277,13 @@ impl<const N: usize, const P: usize> CoalescingList<N, P> {
             live
         };
         if tail > 0 {
-            let t = blocks.alloc_node(Node {
-                start: start + req.rsize,
-                size: tail,
-                prev_phys: live,
-                next_phys: old_next,
-                tag: part as u32,
-                ..Node::VACANT
-            });
+            let t = blocks.alloc_node(Node::new(
+                start + req.rsize,
+                tail,
+                part as u32,
+                live,
+                old_next,
+            ));
             blocks.node_mut(live).next_phys = t;
             if old_next != NIL {
                 blocks.node_mut(old_next).prev_phys = t;
@@ -1259,7 +1355,8 @@ impl<const N: usize, const P: usize> CoalescingList<N, P> {
     /// let mut list = CoalescingList::new();
     /// list.add_chunk(Range::new(0, 4096))?;
     /// let a = list.allocate(300, 256)?;
-    /// assert_eq!(list.deallocate(a.start + 256, 300), Err(Error::NotAllocated { addr: 256 }));
+    /// assert_eq!(a, Range::new(3584, 512));
+    /// assert_eq!(list.deallocate(3840, 300), Err(Error::NotAllocated { addr: 3840 }));
     /// assert!(matches!(list.deallocate(a.start, 1024), Err(Error::SizeMismatch { .. })));
     /// list.deallocate(a.start, 300)?; // the size asked for, or a.len (512): same granules
     /// # Ok::<(), Error>(())
@@ -1311,24 +1408,22 @@ impl<const N: usize, const P: usize> CoalescingList<N, P> {
         let Some((idx, chain_prev)) = self.blocks.hash_find(addr) else {
             return Err(self.classify_bad_free(addr));
         };
-        let block = *self.blocks.node(idx);
-        debug_assert_eq!(block.tag, TAG_LIVE);
+        let block_size = self.blocks.node(idx).size();
+        debug_assert_eq!(self.blocks.node(idx).tag(), TAG_LIVE);
         let rsize = crate::align_up(size, DEFAULT_ALIGNMENT).unwrap_or(0);
-        if rsize != block.size {
+        if rsize != block_size {
             return Err(Error::SizeMismatch {
                 addr,
-                allocated: block.size,
+                allocated: block_size,
                 given: size,
             });
         }
         self.blocks.hash_remove(idx, chain_prev);
-        self.free_bytes += block.size;
+        self.free_bytes += block_size;
         let Self { blocks, parts, .. } = self;
         // `part` exists (checked above) and is materialised: only the growable partition 0
         // is not before a chunk was added, and a live block means a chunk was added.
-        let fi = parts.at_mut(part);
-        let merged = merge_into(blocks, fi, idx, part as u32);
-        fi.push(blocks.nodes_mut(), merged);
+        free_into(blocks, parts.at_mut(part), idx, part as u32);
         Ok(())
     }
 
@@ -1339,7 +1434,7 @@ impl<const N: usize, const P: usize> CoalescingList<N, P> {
         let hw = self.blocks.hw as usize;
         if self.blocks.nodes()[..hw]
             .iter()
-            .any(|n| n.is_free() && n.start == addr)
+            .any(|n| n.is_free() && n.start() == addr)
         {
             Error::DoubleFree { addr }
         } else {
@@ -1370,14 +1465,14 @@ impl<const N: usize, const P: usize> CoalescingList<N, P> {
     /// let mut list = CoalescingList::new();
     /// list.add_chunk(Range::new(0, 4096))?;
     /// let a = list.allocate(300, 256)?;
-    /// assert_eq!(list.live_block(a.start), Some(Range::new(0, 512)));
+    /// assert_eq!(list.live_block(a.start), Some(Range::new(3584, 512)));
     /// # Ok::<(), strata_core::Error>(())
     /// ```
     #[inline]
     pub fn live_block(&self, addr: u64) -> Option<Range> {
         self.blocks.hash_find(addr).map(|(idx, _)| {
             let n = self.blocks.node(idx);
-            Range::new(n.start, n.size)
+            Range::new(n.start(), n.size())
         })
     }
 
@@ -1389,7 +1484,7 @@ impl<const N: usize, const P: usize> CoalescingList<N, P> {
     ///
     /// # Errors
     ///
-    /// [`Error::MetadataExhausted`] when all `P` inline partitions exist (fixed), or when 65536
+    /// [`Error::MetadataExhausted`] when all `P` inline partitions exist (fixed), or when 16384
     /// exist or the heap refuses (growable).
     ///
     /// ```
@@ -1479,10 +1574,7 @@ impl<const N: usize, const P: usize> CoalescingList<N, P> {
             let Some(c) = fi.top_class() else { break };
             let idx = fi.heads[c];
             fi.unlink(blocks.nodes_mut(), idx);
-            blocks.node_mut(idx).tag = into as u32;
-            let fi = parts.at_mut(into);
-            let merged = merge_into(blocks, fi, idx, into as u32);
-            fi.push(blocks.nodes_mut(), merged);
+            free_into(blocks, parts.at_mut(into), idx, into as u32);
         }
         Ok(())
     }
@@ -1577,7 +1669,7 @@ impl<const N: usize, const P: usize> CoalescingList<N, P> {
         let mut best = 0;
         let mut cur = fi.heads[c];
         while cur != NIL {
-            best = best.max(nodes[cur as usize].size);
+            best = best.max(nodes[cur as usize].size());
             cur = nodes[cur as usize].link_next;
         }
         best
@@ -1668,11 +1760,11 @@ impl<const N: usize, const P: usize> CoalescingList<N, P> {
     }
 
     /// Bytes of metadata per node (block or chunk): the node itself and its hash bucket
-    /// (44 bytes). A growable list rounds its table up to a power of two of live blocks and
+    /// (36 bytes). A growable list rounds its table up to a power of two of live blocks and
     /// grows its node array by doubling, so it may hold up to twice that.
     ///
     /// ```
-    /// assert_eq!(strata_core::algo::CoalescingList::<0, 0>::NODE_BYTES, 44);
+    /// assert_eq!(strata_core::algo::CoalescingList::<0, 0>::NODE_BYTES, 36);
     /// ```
     pub const NODE_BYTES: usize = size_of::<Node>() + size_of::<u32>();
 
@@ -1720,14 +1812,14 @@ impl<const N: usize, const P: usize> CoalescingList<N, P> {
                 return Err("chunk list has a cycle");
             }
             let c = &nodes[cur as usize];
-            if c.tag != TAG_CHUNK || c.link_prev != prev_chunk {
+            if c.tag() != TAG_CHUNK || c.link_prev != prev_chunk {
                 return Err("chunk list holds a non-chunk or has a broken back link");
             }
-            chunk_bytes += c.size;
+            chunk_bytes += c.size();
             let mut other = c.link_next;
             while other != NIL {
                 let o = &nodes[other as usize];
-                if Range::new(c.start, c.size).overlaps(&Range::new(o.start, o.size)) {
+                if Range::new(c.start(), c.size()).overlaps(&Range::new(o.start(), o.size())) {
                     return Err("two chunks overlap");
                 }
                 other = o.link_next;
@@ -1736,7 +1828,7 @@ impl<const N: usize, const P: usize> CoalescingList<N, P> {
                 }
             }
             let mut b = c.prev_phys;
-            let mut expect_start = c.start;
+            let mut expect_start = c.start();
             let mut prev_b = NIL;
             while b != NIL {
                 blocks += 1;
@@ -1747,31 +1839,31 @@ impl<const N: usize, const P: usize> CoalescingList<N, P> {
                 if n.prev_phys != prev_b {
                     return Err("physical back link broken");
                 }
-                if n.start != expect_start {
+                if n.start() != expect_start {
                     return Err("blocks do not tile their chunk");
                 }
-                if n.size == 0 || (n.start | n.size) & (DEFAULT_ALIGNMENT - 1) != 0 {
-                    return Err("block empty or not 256-aligned");
+                if n.size() == 0 {
+                    return Err("empty block");
                 }
                 if n.is_free() {
                     free += 1;
-                    free_bytes += n.size;
-                    if prev_b != NIL && nodes[prev_b as usize].tag == n.tag {
+                    free_bytes += n.size();
+                    if prev_b != NIL && nodes[prev_b as usize].tag() == n.tag() {
                         return Err("two adjacent blocks free in the same partition");
                     }
-                    if (n.tag as usize) >= self.parts.count() {
+                    if (n.tag() as usize) >= self.parts.count() {
                         return Err("free block in a partition that does not exist");
                     }
-                } else if n.tag == TAG_LIVE {
+                } else if n.tag() == TAG_LIVE {
                     live += 1;
                 } else {
                     return Err("physical chain holds a chunk record or vacant slot");
                 }
-                expect_start = n.start + n.size;
+                expect_start = n.start() + n.size();
                 prev_b = b;
                 b = n.next_phys;
             }
-            if expect_start != c.start + c.size {
+            if expect_start != c.start() + c.size() {
                 return Err("blocks do not cover their chunk");
             }
             prev_chunk = cur;
@@ -1791,7 +1883,7 @@ impl<const N: usize, const P: usize> CoalescingList<N, P> {
         let mut v = self.blocks.vacant;
         while v != NIL {
             vacant += 1;
-            if vacant > limit || nodes[v as usize].tag != TAG_VACANT {
+            if vacant > limit || nodes[v as usize].tag() != TAG_VACANT {
                 return Err("vacant list broken");
             }
             v = nodes[v as usize].link_next;
@@ -1799,7 +1891,7 @@ impl<const N: usize, const P: usize> CoalescingList<N, P> {
         if vacant + chunks + blocks != hw || hw - vacant != self.blocks.in_use as usize {
             return Err("nodes leaked: slots are neither blocks, chunks nor vacant");
         }
-        if nodes[..hw].iter().filter(|n| n.tag == TAG_VACANT).count() != vacant {
+        if nodes[..hw].iter().filter(|n| n.tag() == TAG_VACANT).count() != vacant {
             return Err("a vacant slot is not on the vacant list");
         }
         // Free lists and bitmaps.
@@ -1826,13 +1918,13 @@ impl<const N: usize, const P: usize> CoalescingList<N, P> {
                             return Err("free list has a cycle");
                         }
                         let n = &nodes[cur as usize];
-                        if n.tag != p as u32 || n.link_prev != prev {
+                        if n.tag() != p as u32 || n.link_prev != prev {
                             return Err("free list holds a block of another partition or kind");
                         }
-                        if class_index(n.size >> GRANULE_SHIFT) != c {
+                        if class_index(n.size() >> GRANULE_SHIFT) != c {
                             return Err("free block in the wrong size class");
                         }
-                        pb += n.size;
+                        pb += n.size();
                         prev = cur;
                         cur = n.link_next;
                     }
@@ -1858,10 +1950,10 @@ impl<const N: usize, const P: usize> CoalescingList<N, P> {
                     return Err("hash chain has a cycle");
                 }
                 let n = &nodes[cur as usize];
-                if n.tag != TAG_LIVE {
+                if n.tag() != TAG_LIVE {
                     return Err("hash chain holds a block that is not live");
                 }
-                if Blocks::<N>::bucket_in(n.start, buckets.len()) != b {
+                if Blocks::<N>::bucket_in(n.start(), buckets.len()) != b {
                     return Err("live block in the wrong hash bucket");
                 }
                 cur = n.link_next;
@@ -1874,45 +1966,71 @@ impl<const N: usize, const P: usize> CoalescingList<N, P> {
     }
 }
 
-/// Merges free-to-be node `idx` (no longer live, in no list) with its physical neighbours
-/// whose tag is `tag`, and returns the node that now holds the merged block, tagged `tag`,
-/// not yet in any list.
+/// Frees node `idx` (no longer live, or a free block taken out of its list) into the free
+/// index `fi` of partition `tag`, merging it at once with its physical neighbours free in that
+/// partition. Whichever node survives a merge keeps its place in its list if its size class
+/// does not change.
 #[inline(always)]
-fn merge_into<const N: usize>(
-    blocks: &mut Blocks<N>,
-    fi: &mut FreeIndex,
-    idx: u32,
-    tag: u32,
-) -> u32 {
-    let mut idx = idx;
-    blocks.node_mut(idx).tag = tag;
-    let node = *blocks.node(idx);
-    let next = node.next_phys;
-    if next != NIL && blocks.node(next).tag == tag {
-        fi.unlink(blocks.nodes_mut(), next);
-        let n = *blocks.node(next);
-        let me = blocks.node_mut(idx);
-        me.size += n.size;
-        me.next_phys = n.next_phys;
-        if n.next_phys != NIL {
-            blocks.node_mut(n.next_phys).prev_phys = idx;
+fn free_into<const N: usize>(blocks: &mut Blocks<N>, fi: &mut FreeIndex, idx: u32, tag: u32) {
+    let nodes = blocks.nodes_mut();
+    let me = nodes[idx as usize];
+    let (prev, next) = (me.prev_phys, me.next_phys);
+    let prev_free = prev != NIL && nodes[prev as usize].tag() == tag;
+    let next_free = next != NIL && nodes[next as usize].tag() == tag;
+    match (prev_free, next_free) {
+        (false, false) => {
+            nodes[idx as usize].set_tag(tag);
+            fi.push(nodes, idx);
         }
-        blocks.release_node(next);
-    }
-    let prev = node.prev_phys;
-    if prev != NIL && blocks.node(prev).tag == tag {
-        fi.unlink(blocks.nodes_mut(), prev);
-        let me = *blocks.node(idx);
-        let p = blocks.node_mut(prev);
-        p.size += me.size;
-        p.next_phys = me.next_phys;
-        if me.next_phys != NIL {
-            blocks.node_mut(me.next_phys).prev_phys = prev;
+        (true, false) => {
+            // The block before absorbs this one.
+            nodes[prev as usize].next_phys = next;
+            if next != NIL {
+                nodes[next as usize].prev_phys = prev;
+            }
+            let merged = nodes[prev as usize].size() + me.size();
+            fi.resize(nodes, prev, merged);
+            blocks.release_node(idx);
         }
-        blocks.release_node(idx);
-        idx = prev;
+        (false, true) if prev != NIL => {
+            // The block after absorbs this one (it starts earlier now).
+            let n = &mut nodes[next as usize];
+            let merged = n.size() + me.size();
+            n.set_start(me.start());
+            n.prev_phys = prev;
+            nodes[prev as usize].next_phys = next;
+            fi.resize(nodes, next, merged);
+            blocks.release_node(idx);
+        }
+        (false, true) => {
+            // The first block of its chunk absorbs the one after: the chunk record points at
+            // the first block's node, so that node stays.
+            let n = nodes[next as usize];
+            fi.unlink(nodes, next);
+            let m = &mut nodes[idx as usize];
+            m.set_size(me.size() + n.size());
+            m.next_phys = n.next_phys;
+            m.set_tag(tag);
+            if n.next_phys != NIL {
+                nodes[n.next_phys as usize].prev_phys = idx;
+            }
+            fi.push(nodes, idx);
+            blocks.release_node(next);
+        }
+        (true, true) => {
+            // The block before absorbs this one and the one after.
+            let n = nodes[next as usize];
+            fi.unlink(nodes, next);
+            nodes[prev as usize].next_phys = n.next_phys;
+            if n.next_phys != NIL {
+                nodes[n.next_phys as usize].prev_phys = prev;
+            }
+            let merged = nodes[prev as usize].size() + me.size() + n.size();
+            fi.resize(nodes, prev, merged);
+            blocks.release_node(idx);
+            blocks.release_node(next);
+        }
     }
-    idx
 }
 
 #[cfg(test)]
@@ -1976,8 +2094,8 @@ mod tests {
     }
 
     #[test]
-    fn node_is_40_bytes_and_metadata_per_block_at_most_64() {
-        assert_eq!(size_of::<Node>(), 40);
+    fn node_is_32_bytes_and_metadata_per_block_at_most_64() {
+        assert_eq!(size_of::<Node>(), 32);
         const { assert!(CoalescingList::<0, 0>::NODE_BYTES <= 64) };
     }
 
@@ -1985,14 +2103,17 @@ mod tests {
     fn frees_merge_with_both_neighbours_at_once() {
         let mut l = CoalescingList::new();
         l.add_chunk(Range::new(0x10000, 4096)).unwrap();
-        let a = l.allocate(1024, 256).unwrap();
-        let b = l.allocate(1024, 256).unwrap();
-        let c = l.allocate(1024, 256).unwrap();
-        assert_eq!((a.start, b.start, c.start), (0x10000, 0x10400, 0x10800));
-        l.deallocate(a.start, 1024).unwrap();
-        l.deallocate(c.start, 1024).unwrap(); // merges with the free tail
+        let mut x: Vec<Range> = (0..4).map(|_| l.allocate(1024, 256).unwrap()).collect();
+        x.sort();
+        assert_eq!(x[0].start, 0x10000);
+        assert_eq!(l.free_blocks(), 0);
+        l.deallocate(x[0].start, 1024).unwrap();
+        l.deallocate(x[2].start, 1024).unwrap();
         assert_eq!(l.free_blocks(), 2);
-        l.deallocate(b.start, 1024).unwrap(); // merges with both
+        l.deallocate(x[3].start, 1024).unwrap(); // merges with the one before
+        assert_eq!(l.free_blocks(), 2);
+        l.check_invariants().unwrap();
+        l.deallocate(x[1].start, 1024).unwrap(); // merges with both
         assert_eq!((l.free_blocks(), l.largest_free()), (1, 4096));
         assert_eq!(l.nodes_in_use(), 2);
         l.check_invariants().unwrap();
@@ -2051,7 +2172,7 @@ mod tests {
         l.add_chunk(Range::new(1 << 30, 998 * 256)).unwrap();
         assert_eq!(class_index(998), class_index(1001));
         let r = l.allocate(1000 * 256, 256).unwrap();
-        assert_eq!(r.start, 0);
+        assert!(r.start < 1 << 30);
         // And an aligned request that fits only at an aligned start.
         let mut l = CoalescingList::new();
         l.add_chunk(Range::new(1 << 20, 4096)).unwrap();
@@ -2065,7 +2186,15 @@ mod tests {
         l.add_chunk(Range::new(0x4000, 8192)).unwrap();
         let a = l.allocate(1000, 256).unwrap();
         let b = l.allocate(256, 256).unwrap();
+        let _guard = l.allocate(256, 256).unwrap();
         l.deallocate(b.start, 256).unwrap();
+        assert_eq!(
+            l.free_blocks(),
+            2,
+            "b is free on its own, between two live blocks"
+        );
+        let (largest, total) = (l.largest_free(), l.free_bytes());
+        assert_eq!((largest, total), (8192 - 1024 - 512, 8192 - 1024 - 256));
         fails_cleanly(&mut l, Error::ZeroSize, |l| l.allocate(0, 256));
         fails_cleanly(&mut l, Error::InvalidAlignment { align: 0 }, |l| {
             l.allocate(256, 0)
@@ -2091,8 +2220,8 @@ mod tests {
             &mut l,
             Error::OutOfMemory {
                 requested: 1 << 20,
-                largest_free: 8192 - 1024,
-                total_free: 8192 - 1024,
+                largest_free: largest,
+                total_free: total,
             },
             |l| l.allocate(1 << 20, 256),
         );
@@ -2137,26 +2266,33 @@ mod tests {
         });
         // Any size in the same granules matches.
         l.deallocate(a.start, 769).unwrap();
-        // The block before was free, so a.start merged away: no longer a block start.
         l.check_invariants().unwrap();
     }
 
     #[test]
-    fn a_free_merged_into_its_predecessor_is_not_allocated_any_more() {
+    fn a_block_start_merged_away_is_not_allocated_any_more() {
         let mut l = CoalescingList::new();
-        l.add_chunk(Range::new(0, 4096)).unwrap();
-        let a = l.allocate(256, 256).unwrap();
-        let b = l.allocate(256, 256).unwrap();
-        l.deallocate(a.start, 256).unwrap();
-        l.deallocate(b.start, 256).unwrap();
+        l.add_chunk(Range::new(0, 768)).unwrap();
+        let mut x: Vec<Range> = (0..3).map(|_| l.allocate(256, 256).unwrap()).collect();
+        x.sort();
+        let [lo, mid, hi] = [x[0].start, x[1].start, x[2].start];
+        // Merged into the block before: `mid` is no longer a block start.
+        l.deallocate(lo, 256).unwrap();
+        l.deallocate(mid, 256).unwrap();
         assert_eq!(
-            l.deallocate(b.start, 256),
-            Err(Error::NotAllocated { addr: b.start })
+            l.deallocate(mid, 256),
+            Err(Error::NotAllocated { addr: mid })
         );
-        assert_eq!(
-            l.deallocate(a.start, 256),
-            Err(Error::DoubleFree { addr: a.start })
-        );
+        assert_eq!(l.deallocate(lo, 256), Err(Error::DoubleFree { addr: lo }));
+        // Merged into the block after: that block now starts at `mid`.
+        let mut l = CoalescingList::new();
+        l.add_chunk(Range::new(0, 768)).unwrap();
+        (0..3).for_each(|_| drop(l.allocate(256, 256).unwrap()));
+        l.deallocate(hi, 256).unwrap();
+        l.deallocate(mid, 256).unwrap();
+        assert_eq!(l.deallocate(hi, 256), Err(Error::NotAllocated { addr: hi }));
+        assert_eq!(l.deallocate(mid, 256), Err(Error::DoubleFree { addr: mid }));
+        l.check_invariants().unwrap();
     }
 
     #[test]
@@ -2301,7 +2437,7 @@ mod tests {
             Err(Error::MetadataExhausted { capacity: 3 })
         );
         l.add_chunk_in(2, Range::new(0, 4096)).unwrap();
-        assert_eq!(l.allocate_in(2, 256, 256).unwrap().start, 0);
+        assert!(l.allocate_in(2, 256, 256).unwrap().end() <= 4096);
         assert!(l.allocate_in(3, 256, 256).is_err());
         l.check_invariants().unwrap();
     }
