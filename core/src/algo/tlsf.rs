@@ -2287,7 +2287,9 @@ mod tests {
         // Merged into the block after: that block now starts at `mid`.
         let mut l = CoalescingList::new();
         l.add_chunk(Range::new(0, 768)).unwrap();
-        (0..3).for_each(|_| drop(l.allocate(256, 256).unwrap()));
+        for _ in 0..3 {
+            l.allocate(256, 256).unwrap();
+        }
         l.deallocate(hi, 256).unwrap();
         l.deallocate(mid, 256).unwrap();
         assert_eq!(l.deallocate(hi, 256), Err(Error::NotAllocated { addr: hi }));
