@@ -596,6 +596,9 @@ mod tests {
             ("stream.rs", include_str!("stream.rs")),
             ("memory.rs", include_str!("memory.rs")),
             ("pool.rs", include_str!("pool.rs")),
+            ("ordered.rs", include_str!("ordered.rs")),
+            ("live.rs", include_str!("live.rs")),
+            ("error.rs", include_str!("error.rs")),
             ("containers.rs", include_str!("containers.rs")),
             ("defaults.rs", include_str!("defaults.rs")),
         ] {

@@ -14,7 +14,10 @@
 //!   core's [`StreamOrder`](strata_core::StreamOrder) with events), the upstreams and resources
 //!   [`DeviceMemory`], [`Async`], [`AsyncView`], [`Managed`] (with [`advise`] and
 //!   [`prefetch`]), [`Prefetch`], [`PinnedHost`], the containers [`DeviceBuffer`],
-//!   [`DeviceVec`], [`DeviceScalar`], and per-device defaults ([`default_resource`]).
+//!   [`DeviceVec`], [`DeviceScalar`], and per-device defaults ([`default_resource`]);
+//! - the core's resources and adaptors over these upstreams: they are generic, and
+//!   [`stream_ordered_pool`] puts the core's stream-ordered pool on a device (events for its
+//!   steals, streams retired when they go away).
 //!
 //! Every call runs in the primary context of its resource's (or stream's) device, made current
 //! for the call and restored after, so several GPUs can be used from one thread. A
@@ -59,6 +62,7 @@ mod error;
 mod live;
 mod loader;
 mod memory;
+mod ordered;
 mod pool;
 mod stream;
 
@@ -68,5 +72,6 @@ pub use device::{Device, MemoryInfo};
 pub use error::DriverError;
 pub use loader::{Driver, MIN_DRIVER_VERSION, driver, driver_library_present};
 pub use memory::{Advice, DeviceMemory, Location, Managed, PinnedHost, Prefetch, advise, prefetch};
+pub use ordered::stream_ordered_pool;
 pub use pool::{Async, AsyncOptions, AsyncView, IpcHandle};
 pub use stream::{Event, EventOrder, RetireStream, Stream, notify_on_stream_drop};
