@@ -1,0 +1,174 @@
+//! loom models of the stream-ordered pool, with the simulated stream executor as its stream
+//! order: in every interleaving, a block freed on one stream reaches another stream only after
+//! that stream was ordered after the free.
+#![cfg(loom)]
+
+// `StreamOrder` is implemented for the standard `Arc`; loom need not model reference counts.
+use std::sync::Arc;
+
+use loom::thread;
+use strata_core::algo::PoolConfig;
+use strata_core::resources::StreamOrderedPool;
+use strata_core::sim_stream::SimStreams;
+use strata_core::{Error, SimUpstream, StreamKey};
+use strata_loom_tests::model;
+
+const S1: StreamKey = StreamKey(1);
+const S2: StreamKey = StreamKey(2);
+const S3: StreamKey = StreamKey(3);
+const BLOCK: u64 = 4096;
+
+type SoPool = StreamOrderedPool<SimUpstream<16>, Arc<SimStreams>>;
+
+/// A pool whose upstream holds `blocks` blocks of [`BLOCK`] bytes, nothing taken yet.
+fn setup(blocks: u64) -> (Arc<SimStreams>, Arc<SoPool>) {
+    let streams = Arc::new(SimStreams::new());
+    let upstream = SimUpstream::<16>::with_slots(blocks * BLOCK);
+    let pool = StreamOrderedPool::new(upstream, streams.clone(), PoolConfig::new(0)).unwrap();
+    (streams, Arc::new(pool))
+}
+
+/// Allocates a block on `stream`, or `None` when the pool has none to give right now.
+fn try_allocate(streams: &SimStreams, pool: &SoPool, stream: StreamKey) -> Option<u64> {
+    match streams.allocate(pool, BLOCK, 256, stream) {
+        Ok(a) => Some(a),
+        Err(Error::OutOfMemory { .. }) => None,
+        Err(e) => panic!("unexpected error {e}"),
+    }
+}
+
+#[test]
+fn a_free_on_one_stream_races_a_steal_from_another() {
+    model::exhaustive(|| {
+        let (streams, pool) = setup(1);
+        let a = streams.allocate(&*pool, BLOCK, 256, S1).unwrap();
+        let freer = {
+            let (streams, pool) = (streams.clone(), pool.clone());
+            thread::spawn(move || streams.deallocate(&*pool, a, BLOCK, 256, S1).unwrap())
+        };
+        let stealer = {
+            let (streams, pool) = (streams.clone(), pool.clone());
+            thread::spawn(move || try_allocate(&streams, &pool, S2))
+        };
+        freer.join().unwrap();
+        let stolen = stealer.join().unwrap();
+        assert!(
+            streams.violations().is_empty(),
+            "{:?}",
+            streams.violations()
+        );
+        match stolen {
+            Some(b) => {
+                // The only block there is: taken after the free, with exactly one ordering.
+                assert_eq!(b, a);
+                assert_eq!((streams.order_calls(), pool.stats().steals), (1, 1));
+                streams.deallocate(&*pool, b, BLOCK, 256, S2).unwrap();
+            }
+            None => assert_eq!(streams.order_calls(), 0),
+        }
+        let s = pool.stats();
+        assert_eq!((s.live_bytes, s.free_bytes), (0, BLOCK));
+    });
+}
+
+#[test]
+fn a_stream_reuses_its_own_block_while_another_steals() {
+    model::exhaustive(|| {
+        // Two blocks: S1 frees and reallocates its own (never ordered), S2 may steal one.
+        let (streams, pool) = setup(2);
+        let a = streams.allocate(&*pool, BLOCK, 256, S1).unwrap();
+        let own = {
+            let (streams, pool) = (streams.clone(), pool.clone());
+            thread::spawn(move || {
+                streams.deallocate(&*pool, a, BLOCK, 256, S1).unwrap();
+                try_allocate(&streams, &pool, S1)
+            })
+        };
+        let other = {
+            let (streams, pool) = (streams.clone(), pool.clone());
+            thread::spawn(move || try_allocate(&streams, &pool, S2))
+        };
+        let mine = own.join().unwrap();
+        let theirs = other.join().unwrap();
+        assert!(
+            streams.violations().is_empty(),
+            "{:?}",
+            streams.violations()
+        );
+        assert!(mine.is_some() || theirs.is_some());
+        for (block, stream) in [(mine, S1), (theirs, S2)] {
+            if let Some(b) = block {
+                streams.deallocate(&*pool, b, BLOCK, 256, stream).unwrap();
+            }
+        }
+        assert_eq!(pool.stats().live_bytes, 0);
+    });
+}
+
+#[test]
+fn retiring_a_stream_races_a_steal() {
+    model::exhaustive(|| {
+        let (streams, pool) = setup(1);
+        let a = streams.allocate(&*pool, BLOCK, 256, S1).unwrap();
+        let retirer = {
+            let (streams, pool) = (streams.clone(), pool.clone());
+            thread::spawn(move || {
+                streams.deallocate(&*pool, a, BLOCK, 256, S1).unwrap();
+                pool.retire_stream(S1).unwrap();
+            })
+        };
+        let stealer = {
+            let (streams, pool) = (streams.clone(), pool.clone());
+            thread::spawn(move || try_allocate(&streams, &pool, S2))
+        };
+        retirer.join().unwrap();
+        let stolen = stealer.join().unwrap();
+        assert!(
+            streams.violations().is_empty(),
+            "{:?}",
+            streams.violations()
+        );
+        if let Some(b) = stolen {
+            streams.deallocate(&*pool, b, BLOCK, 256, S2).unwrap();
+        }
+        let s = pool.stats();
+        assert_eq!((s.live_bytes, s.free_bytes, s.retired), (0, BLOCK, 1));
+    });
+}
+
+#[test]
+fn three_streams_bounded() {
+    model::bounded(2, || {
+        // One block freed on S1 while S2 and S3 both want one; the upstream has room for one
+        // more, so one of them may grow the pool instead.
+        let (streams, pool) = setup(2);
+        let a = streams.allocate(&*pool, BLOCK, 256, S1).unwrap();
+        let freer = {
+            let (streams, pool) = (streams.clone(), pool.clone());
+            thread::spawn(move || streams.deallocate(&*pool, a, BLOCK, 256, S1).unwrap())
+        };
+        let takers: Vec<_> = [S2, S3]
+            .into_iter()
+            .map(|s| {
+                let (streams, pool) = (streams.clone(), pool.clone());
+                thread::spawn(move || (try_allocate(&streams, &pool, s), s))
+            })
+            .collect();
+        freer.join().unwrap();
+        let got: Vec<_> = takers.into_iter().map(|h| h.join().unwrap()).collect();
+        assert!(
+            streams.violations().is_empty(),
+            "{:?}",
+            streams.violations()
+        );
+        if let [(Some(x), _), (Some(y), _)] = got[..] {
+            assert_ne!(x, y);
+        }
+        for (block, s) in got {
+            if let Some(b) = block {
+                streams.deallocate(&*pool, b, BLOCK, 256, s).unwrap();
+            }
+        }
+        assert_eq!(pool.stats().live_bytes, 0);
+    });
+}
