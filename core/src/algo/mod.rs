@@ -17,3 +17,6 @@ pub use fixed::Heap;
 
 mod binning;
 pub use binning::{Binning, BinningStats, DEFAULT_BIN_EXPONENTS, DEFAULT_BLOCKS_PER_BIN_CHUNK};
+
+mod arena;
+pub use arena::{Arena, ArenaConfig, GlobalArena, MAX_SUPERBLOCK_SIZE, MIN_SUPERBLOCK_SIZE, SubArena};
