@@ -1277,10 +1277,11 @@ mod tests {
 
     const MIB: u64 = 1 << 20;
 
+    /// Superblocks; per sub-arena live, free and superblock bytes; global free and large bytes.
+    type Snapshot = (Vec<Range>, Vec<(u64, u64, u64)>, u64, u64);
+
     /// Everything observable about an arena's state.
-    fn snapshot<const S: usize>(
-        a: &Arena<SimUpstream, S>,
-    ) -> (Vec<Range>, Vec<(u64, u64, u64)>, u64, u64) {
+    fn snapshot<const S: usize>(a: &Arena<SimUpstream, S>) -> Snapshot {
         (
             a.global().superblocks().to_vec(),
             a.subs
