@@ -25,6 +25,8 @@ struct DeviceInner {
     /// ordinal) and kept for the life of the process, so that no handle derived from it
     /// (memory, streams, events, pools) can outlive it.
     ctx: RawCtx,
+    /// The device's memory in bytes (`cuDeviceTotalMem_v2`, read once).
+    total: u64,
 }
 
 /// A CUDA device, with its primary context retained.
@@ -119,11 +121,13 @@ impl Device {
             return Ok(d.clone());
         }
         let dev = checked::device_get(ordinal as i32)?;
+        let total = checked::device_total_mem(dev)?;
         let ctx = checked::primary_ctx_retain(dev)?;
         let d = Device(Arc::new(DeviceInner {
             ordinal,
             dev,
             ctx: RawCtx(ctx),
+            total,
         }));
         cache[ordinal] = Some(d.clone());
         Ok(d)
@@ -189,18 +193,14 @@ impl Device {
         checked::device_get_name(self.0.dev)
     }
 
-    /// The device's total memory in bytes.
-    ///
-    /// # Errors
-    ///
-    /// A [`DriverError::Call`] naming `cuDeviceTotalMem_v2`.
+    /// The device's total memory in bytes (read when the device was first retained).
     ///
     /// ```no_run
-    /// assert!(strata_driver::Device::get(0)?.total_memory()? > 0);
+    /// assert!(strata_driver::Device::get(0)?.total_memory() > 0);
     /// # Ok::<(), strata_driver::DriverError>(())
     /// ```
-    pub fn total_memory(&self) -> Result<u64, DriverError> {
-        checked::device_total_mem(self.0.dev)
+    pub fn total_memory(&self) -> u64 {
+        self.0.total
     }
 
     /// The device's free and total memory now.

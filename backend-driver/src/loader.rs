@@ -81,11 +81,22 @@ pub struct Driver {
 
 impl Driver {
     /// The driver's version as `cuDriverGetVersion` reports it (1000 × major + 10 × minor).
+    ///
+    /// ```no_run
+    /// let v = strata_driver::driver()?.version();
+    /// println!("CUDA {}.{}", v / 1000, v % 1000 / 10);
+    /// # Ok::<(), strata_driver::DriverError>(())
+    /// ```
     pub fn version(&self) -> i32 {
         self.version
     }
 
     /// How many CUDA devices the driver sees (at least one).
+    ///
+    /// ```no_run
+    /// assert!(strata_driver::driver()?.device_count() >= 1);
+    /// # Ok::<(), strata_driver::DriverError>(())
+    /// ```
     pub fn device_count(&self) -> usize {
         self.device_count
     }

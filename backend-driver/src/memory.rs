@@ -16,13 +16,18 @@ use crate::sys::{CUmem_advise, CUmemLocation, CUmemLocationType, CUresult, CUstr
 /// device's free memory; anything else the call's backend error.
 pub(crate) fn device_alloc_error(e: DriverError, requested: u64, device: &Device) -> Error {
     if e.is_call_error(CUresult::CUDA_ERROR_OUT_OF_MEMORY) {
-        Error::OutOfMemory {
-            requested,
-            largest_free: 0,
-            total_free: device.memory_info().map(|m| m.free).unwrap_or(0),
-        }
+        out_of_device_memory(requested, device)
     } else {
         e.into()
+    }
+}
+
+/// [`Error::OutOfMemory`] for `requested` bytes of `device`, with its free memory now.
+pub(crate) fn out_of_device_memory(requested: u64, device: &Device) -> Error {
+    Error::OutOfMemory {
+        requested,
+        largest_free: 0,
+        total_free: device.memory_info().map(|m| m.free).unwrap_or(0),
     }
 }
 
@@ -51,6 +56,10 @@ impl Plain {
     }
 
     fn alloc(&self, size: u64, align: u64) -> Result<u64, Error> {
+        // More than the device has can never succeed: say so without asking the driver.
+        if self.kind == Kind::Device && size > self.device.total_memory() {
+            return Err(out_of_device_memory(size, &self.device));
+        }
         let (addr, entry) = allocate_aligned(size, align, |n| {
             let _g = self.device.enter()?;
             let r = match self.kind {

@@ -31,7 +31,9 @@ where
 ///
 /// A block freed on stream `S` is reused on `S` with no driver call; a block that another
 /// stream `W` takes first costs one `cuEventRecord` on `S` and one `cuStreamWaitEvent` on `W`.
-/// The pool's shared stream is the legacy default stream.
+/// The pool's shared stream is the legacy default stream. Use streams made with
+/// [`Stream::new`](crate::Stream::new) (or the legacy stream): the per-thread default streams
+/// of all threads share one key (see [`Stream::per_thread`](crate::Stream::per_thread)).
 ///
 /// # Errors
 ///

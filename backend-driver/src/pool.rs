@@ -11,7 +11,7 @@ use crate::checked;
 use crate::device::Device;
 use crate::error::DriverError;
 use crate::live::{LiveSet, allocate_aligned};
-use crate::memory::device_alloc_error;
+use crate::memory::{device_alloc_error, out_of_device_memory};
 use crate::stream::with_stream;
 use crate::sys::{
     CUmemAllocationHandleType, CUmemAllocationType, CUmemLocation, CUmemLocationType,
@@ -369,6 +369,11 @@ impl AsyncView {
 
 impl MemoryResource for AsyncView {
     fn allocate(&self, size: u64, align: u64, stream: StreamKey) -> Result<u64, Error> {
+        // A pool's memory is the device's: more than the device has can never succeed.
+        if size > self.device.total_memory() {
+            with_stream(stream, |_| Ok(()))?;
+            return Err(out_of_device_memory(size, &self.device));
+        }
         let (addr, entry) = allocate_aligned(size, align, |n| {
             with_stream(stream, |s| {
                 let _g = self.device.enter()?;

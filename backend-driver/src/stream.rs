@@ -260,6 +260,12 @@ impl Stream {
 
     /// The calling thread's default stream (`CU_STREAM_PER_THREAD`, key 2) of `device`.
     ///
+    /// Every thread's per-thread stream has the same key, so a resource that keeps free lists
+    /// per stream (the core's stream-ordered pool, [`stream_ordered_pool`](crate::stream_ordered_pool))
+    /// cannot tell them apart and would hand a block freed on one thread's stream to another's
+    /// without ordering: give each thread its own [`Stream::new`] for those. The driver's pools
+    /// ([`Async`](crate::Async)) and [`DeviceMemory`](crate::DeviceMemory) handle it correctly.
+    ///
     /// ```no_run
     /// let s = strata_driver::Stream::per_thread(&strata_driver::Device::get(0)?);
     /// assert_eq!(s.key(), strata_core::StreamKey(2));
@@ -428,11 +434,9 @@ impl Drop for StreamInner {
         if is_special(key) {
             return;
         }
-        let Ok(_g) = self.device.enter() else {
-            return;
-        };
+        let guard = self.device.enter();
         let last = refs(key) <= 1;
-        if self.owned || last {
+        if guard.is_ok() && (self.owned || last) {
             // Blocks freed on this stream become idle here; errors (an earlier asynchronous
             // failure) cannot be reported from a drop, and the retire must happen regardless.
             // SAFETY: the handle is still live: it is destroyed only below.
@@ -440,7 +444,8 @@ impl Drop for StreamInner {
             retire(StreamKey(key));
         }
         unregister(key);
-        if self.owned {
+        // Without its context the stream cannot be destroyed; it is leaked then.
+        if self.owned && guard.is_ok() {
             // SAFETY: strata created this stream, this is the last `Stream` of it, and it left
             // the registry above, so no resource call can use it any more.
             let _ = unsafe { checked::stream_destroy(self.handle.0) };
