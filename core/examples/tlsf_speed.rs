@@ -88,6 +88,22 @@ impl Subject for Pool<SimUpstream> {
     }
 }
 
+/// A bump allocator that never reuses: the cost of the replay loop itself.
+struct Bump(u64);
+
+impl Subject for Bump {
+    #[inline(always)]
+    fn alloc(&mut self, size: u64) -> Option<u64> {
+        let a = self.0;
+        self.0 += size.next_multiple_of(256);
+        Some(a)
+    }
+    #[inline(always)]
+    fn free(&mut self, addr: u64, size: u64) {
+        black_box((addr, size));
+    }
+}
+
 #[inline(never)]
 fn replay<S: Subject>(s: &mut S, addrs: &mut [u64], steps: &[Step]) -> u64 {
     let mut failed = 0;
@@ -129,6 +145,28 @@ fn time<S: Subject>(w: &Workload, mut make: impl FnMut() -> S) -> (f64, u64) {
     (samples[samples.len() / 2], failed)
 }
 
+/// The most nodes the list uses on the workload.
+fn peak_nodes(w: &Workload, capacity: u64) -> usize {
+    let mut l = CoalescingList::new();
+    l.add_chunk(Range::new(1 << 40, capacity)).expect("chunk");
+    let mut addrs = vec![0u64; w.ids];
+    let mut peak = 0;
+    for step in &w.steps {
+        match *step {
+            Step::Alloc { id, size } => {
+                addrs[id as usize] = l.alloc(size).unwrap_or(u64::MAX);
+                peak = peak.max(l.nodes_in_use());
+            }
+            Step::Free { id, size } => {
+                if addrs[id as usize] != u64::MAX {
+                    l.free(addrs[id as usize], size);
+                }
+            }
+        }
+    }
+    peak
+}
+
 fn main() {
     let paths: Vec<String> = std::env::args()
         .skip(1)
@@ -146,9 +184,16 @@ fn main() {
             l.add_chunk(Range::new(1 << 40, capacity)).expect("chunk");
             l
         });
+        let nodes = peak_nodes(&w, capacity);
+        let (pre_ns, _) = time(&w, || {
+            let mut l = CoalescingList::with_capacity(nodes).expect("heap");
+            l.add_chunk(Range::new(1 << 40, capacity)).expect("chunk");
+            l
+        });
         let (pool_ns, pool_failed) = time(&w, || {
             Pool::new(SimUpstream::new(capacity), PoolConfig::new(capacity)).expect("pool")
         });
+        let (bump_ns, _) = time(&w, || Bump(0));
         let mut l = CoalescingList::new();
         l.add_chunk(Range::new(1 << 40, capacity)).expect("chunk");
         let mut addrs = vec![0u64; w.ids];
@@ -167,8 +212,9 @@ fn main() {
             }
         }
         println!(
-            "{path}: {} ops; list {list_ns:.1} ns/op ({list_failed} failed); pool {pool_ns:.1} ns/op \
-             ({pool_failed} failed); peak {peak_nodes} nodes, metadata {} KiB at the end",
+            "{path}: {} ops; list {list_ns:.1} ns/op ({list_failed} failed), preallocated {pre_ns:.1}; pool {pool_ns:.1} ns/op \
+             ({pool_failed} failed); replay loop alone {bump_ns:.1} ns/op; peak {peak_nodes} nodes, \
+             metadata {} KiB at the end",
             w.steps.len(),
             l.metadata_bytes() / 1024
         );

@@ -507,10 +507,35 @@ impl<const N: usize> Blocks<N> {
         self.in_use -= 1;
     }
 
+    /// The bucket of `addr` in a table of `buckets` buckets: the top bits of a multiplicative
+    /// hash (a power-of-two table: always when growable), else the hash scaled to the range.
     #[inline(always)]
     fn bucket_in(addr: u64, buckets: usize) -> usize {
         let h = (addr >> GRANULE_SHIFT).wrapping_mul(HASH_MUL);
-        ((h as u128 * buckets as u128) >> 64) as usize
+        if N == 0 || N.is_power_of_two() {
+            debug_assert!(buckets.is_power_of_two());
+            // `>> 1` first, so that a one-bucket table shifts by 63, not 64.
+            ((h >> 1) >> (63 - buckets.trailing_zeros())) as usize
+        } else {
+            ((h as u128 * buckets as u128) >> 64) as usize
+        }
+    }
+
+    /// Makes `n` vacant slots and a table for `n` live blocks now (growable), touching the
+    /// memory, so that later operations neither grow nor rehash until `n` nodes are in use.
+    #[cfg(feature = "alloc")]
+    fn preallocate(&mut self, n: usize) -> Result<(), Error> {
+        debug_assert!(N == 0 && self.hw == 0);
+        let n = n.min(NIL as usize - 1);
+        let exhausted = Error::MetadataExhausted { capacity: 0 };
+        self.nodes.try_reserve_exact(n).map_err(|_| exhausted)?;
+        self.nodes.extend((0..n as u32).map(|i| Node {
+            link_next: if i + 1 < n as u32 { i + 1 } else { NIL },
+            ..Node::VACANT
+        }));
+        self.hw = n as u32;
+        self.vacant = if n > 0 { 0 } else { NIL };
+        self.grow_buckets(n)
     }
 
     /// Adds live node `idx` to the table. Room must have been reserved.
@@ -821,6 +846,29 @@ impl CoalescingList<0, 0> {
     /// ```
     pub const fn new() -> Self {
         Self::with_fixed_capacity()
+    }
+}
+
+#[cfg(feature = "alloc")]
+impl CoalescingList<0, 0> {
+    /// An empty growable list with `nodes` node slots and a table for as many live blocks
+    /// made (and touched) now, so that it neither grows nor rehashes until `nodes` nodes are in
+    /// use (a block takes one node, a chunk one more).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::MetadataExhausted`] when the heap refuses.
+    ///
+    /// ```
+    /// use strata_core::algo::CoalescingList;
+    /// let list = CoalescingList::with_capacity(1 << 16)?;
+    /// assert!(list.metadata_bytes() >= (1 << 16) * CoalescingList::<0, 0>::NODE_BYTES);
+    /// # Ok::<(), strata_core::Error>(())
+    /// ```
+    pub fn with_capacity(nodes: usize) -> Result<Self, Error> {
+        let mut list = Self::new();
+        list.blocks.preallocate(nodes)?;
+        Ok(list)
     }
 }
 
@@ -2488,6 +2536,22 @@ mod tests {
         assert_eq!((l.free_blocks(), l.live_blocks()), (1, 0));
         l.check_invariants().unwrap();
         assert!(l.metadata_bytes() >= 2 * CoalescingList::<0, 0>::NODE_BYTES);
+    }
+
+    #[test]
+    fn a_preallocated_list_does_not_grow_within_its_capacity() {
+        let mut l = CoalescingList::with_capacity(1002).unwrap();
+        l.check_invariants().unwrap();
+        l.add_chunk(Range::new(0, 1000 * 256)).unwrap();
+        let bytes = l.metadata_bytes();
+        let live: Vec<Range> = (0..1000).map(|_| l.allocate(256, 256).unwrap()).collect();
+        assert_eq!((l.nodes_in_use(), l.metadata_bytes()), (1001, bytes));
+        l.check_invariants().unwrap();
+        for r in live.iter().step_by(2).chain(live.iter().skip(1).step_by(2)) {
+            l.deallocate(r.start, 256).unwrap();
+        }
+        assert_eq!((l.free_blocks(), l.metadata_bytes()), (1, bytes));
+        l.check_invariants().unwrap();
     }
 
     #[test]
