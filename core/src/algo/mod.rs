@@ -8,15 +8,17 @@ pub use pool::{Pool, PoolConfig};
 pub use tlsf::{CoalescingList, PartitionId};
 
 mod fixed;
-pub use fixed::{
-    BUCKET_SLOTS, ChunkMeta, FixedBlocks, FixedConfig, FixedSizeList, FixedStats, Inline,
-    MAX_BLOCK_SIZE, MAX_BLOCKS_PER_CHUNK, MetaStorage, MetaVec,
-};
 #[cfg(feature = "alloc")]
 pub use fixed::Heap;
+pub use fixed::{
+    BUCKET_SLOTS, ChunkMeta, FixedBlocks, FixedConfig, FixedSizeList, FixedStats, Inline,
+    LookupBucket, MAX_BLOCK_SIZE, MAX_BLOCKS_PER_CHUNK, MetaStorage, MetaVec,
+};
 
 mod binning;
 pub use binning::{Binning, BinningStats, DEFAULT_BIN_EXPONENTS, DEFAULT_BLOCKS_PER_BIN_CHUNK};
 
 mod arena;
-pub use arena::{Arena, ArenaConfig, GlobalArena, MAX_SUPERBLOCK_SIZE, MIN_SUPERBLOCK_SIZE, SubArena};
+pub use arena::{
+    Arena, ArenaConfig, GlobalArena, MAX_SUPERBLOCK_SIZE, MIN_SUPERBLOCK_SIZE, SubArena,
+};
