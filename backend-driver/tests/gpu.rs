@@ -8,7 +8,7 @@ use std::sync::Arc;
 use strata_core::adaptors::{
     Aligned, AsUpstream, FailureRetry, Limiting, Logging, Statistics, Tracking, VecSink,
 };
-use strata_core::algo::{FixedConfig, Heap, PoolConfig};
+use strata_core::algo::{Arena, ArenaConfig, FixedConfig, Heap, PoolConfig};
 use strata_core::resources::{Binning, FixedSize, Pool};
 use strata_core::{Error, MemoryResource, Range, StreamKey, Upstream};
 use strata_driver::sys::{self, CUresult};
@@ -848,6 +848,23 @@ fn core_resources_and_adaptors_over_device_upstreams() {
     check_rw(&dev, &s, big, 8 * MIB as usize, 6);
     binning.deallocate(big, 8 * MIB, 256, s.key()).unwrap();
     assert_eq!(binning.stats().live_blocks, 0);
+    // the arena algorithm over device and managed memory (two sub-arenas)
+    let mut arena: Arena<_, 2> =
+        Arena::new(DeviceMemory::new(&dev), ArenaConfig::new(64 * MIB)).unwrap();
+    let small = arena.allocate(0, 4096, 256).unwrap();
+    let other = arena.allocate(1, 100_000, 256).unwrap();
+    let large = arena.allocate(0, 8 * MIB, 256).unwrap();
+    for (i, r) in [small, other, large].into_iter().enumerate() {
+        check_rw(&dev, &s, r.start, r.len as usize, i as u8);
+    }
+    arena.deallocate(0, small.start, 4096).unwrap();
+    arena.deallocate(1, other.start, 100_000).unwrap();
+    arena.deallocate(0, large.start, 8 * MIB).unwrap();
+    let mut managed_arena: Arena<_, 1> =
+        Arena::new(Managed::new(&dev), ArenaConfig::new(16 * MIB)).unwrap();
+    let r = managed_arena.allocate(0, MIB, 256).unwrap();
+    check_rw(&dev, &s, r.start, MIB as usize, 5);
+    managed_arena.deallocate(0, r.start, MIB).unwrap();
     // the stream-ordered pool
     let sop = stream_ordered_pool(DeviceMemory::new(&dev), &dev, PoolConfig::new(8 * MIB)).unwrap();
     exercise(&dev, &s, &*sop);
@@ -1030,4 +1047,96 @@ fn streams_and_events() {
         asy.deallocate(p, 4096, 256, s.key()).unwrap();
         s.synchronize().unwrap();
     }
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn several_devices_interleaved_from_one_thread_and_from_many() {
+    let all = Device::all().unwrap();
+    struct PerDevice {
+        dev: Device,
+        s: Stream,
+        asy: Async,
+        sop:
+            Arc<strata_core::resources::StreamOrderedPool<DeviceMemory, strata_driver::EventOrder>>,
+    }
+    let per: Vec<PerDevice> = all
+        .iter()
+        .map(|d| PerDevice {
+            dev: d.clone(),
+            s: Stream::new(d).unwrap(),
+            asy: Async::new(d).unwrap(),
+            sop: stream_ordered_pool(DeviceMemory::new(d), d, PoolConfig::new(0)).unwrap(),
+        })
+        .collect();
+    // one thread, devices interleaved; each free runs with another device's context current
+    let mut live: Vec<(usize, u64, u64, bool)> = Vec::new();
+    for i in 0..40u64 {
+        let k = (i as usize) % per.len();
+        let p = &per[k];
+        let size = MIB + i * 4096;
+        let use_pool = i % 2 == 0;
+        let mr: &dyn MemoryResource = if use_pool { &*p.sop } else { &p.asy };
+        let a = mr.allocate(size, 256, p.s.key()).unwrap();
+        assert_eq!(pointer_ordinal(a), p.dev.ordinal() as i32);
+        if i % 8 == 0 {
+            check_rw(&p.dev, &p.s, a, size as usize, i as u8);
+        }
+        let other = &per[(k + 1) % per.len()].dev;
+        // SAFETY: the other device's primary context is retained for the process.
+        unsafe { ok(sys::cuCtxSetCurrent(other.raw_context())) };
+        live.push((k, a, size, use_pool));
+        if live.len() > 3 {
+            let (k, a, size, use_pool) = live.remove(0);
+            let p = &per[k];
+            let mr: &dyn MemoryResource = if use_pool { &*p.sop } else { &p.asy };
+            mr.deallocate(a, size, 256, p.s.key()).unwrap();
+        }
+    }
+    for (k, a, size, use_pool) in live {
+        let p = &per[k];
+        let mr: &dyn MemoryResource = if use_pool { &*p.sop } else { &p.asy };
+        mr.deallocate(a, size, 256, p.s.key()).unwrap();
+    }
+    // containers of every device side by side
+    let vs: Vec<_> = per
+        .iter()
+        .map(|p| DeviceVec::from_slice(&[p.dev.ordinal() as u64; 1000], &p.s, &p.asy).unwrap())
+        .collect();
+    for (p, v) in per.iter().zip(&vs) {
+        assert_eq!(pointer_ordinal(v.as_ptr()), p.dev.ordinal() as i32);
+        assert!(
+            v.to_vec()
+                .unwrap()
+                .iter()
+                .all(|&x| x == p.dev.ordinal() as u64)
+        );
+    }
+    drop(vs);
+    // one thread per device, at once
+    std::thread::scope(|scope| {
+        for p in &per {
+            scope.spawn(move || {
+                let s2 = Stream::new(&p.dev).unwrap();
+                for i in 0..50u64 {
+                    let s = if i % 2 == 0 { &p.s } else { &s2 };
+                    let a = p.sop.allocate(MIB, 256, s.key()).unwrap();
+                    if i % 10 == 0 {
+                        check_rw(&p.dev, s, a, MIB as usize, i as u8);
+                    }
+                    p.sop.deallocate(a, MIB, 256, s.key()).unwrap();
+                }
+            });
+        }
+    });
+    for p in &per {
+        p.s.synchronize().unwrap();
+        assert_eq!(p.sop.stats().live_bytes, 0);
+        assert_eq!(p.asy.allocation_count(), 0);
+        let d = default_resource(&p.dev);
+        let a = d.allocate(4096, 256, p.s.key()).unwrap();
+        assert_eq!(pointer_ordinal(a), p.dev.ordinal() as i32);
+        d.deallocate(a, 4096, 256, p.s.key()).unwrap();
+    }
+    println!("{} device(s) interleaved", per.len());
 }
