@@ -10,6 +10,9 @@
 //! (foreign address, double free, wrong size, zero size, bad alignment, unknown partition)
 //! return the documented error and change nothing.
 
+// The growable list and pool need the `alloc` feature.
+#![cfg(feature = "alloc")]
+
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;

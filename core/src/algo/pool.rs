@@ -566,7 +566,8 @@ impl<U: Upstream, const N: usize, const P: usize> Drop for Pool<U, N, P> {
     }
 }
 
-#[cfg(test)]
+// The tests use the growable list and `Vec`: they need the `alloc` feature.
+#[cfg(all(test, feature = "alloc"))]
 mod tests {
     use super::*;
     use crate::SimUpstream;

@@ -2081,7 +2081,8 @@ fn free_into<const N: usize>(blocks: &mut Blocks<N>, fi: &mut FreeIndex, idx: u3
     }
 }
 
-#[cfg(test)]
+// The tests use the growable list and `Vec`: they need the `alloc` feature.
+#[cfg(all(test, feature = "alloc"))]
 mod tests {
     use super::*;
 
