@@ -6,7 +6,8 @@
 use std::sync::Arc;
 
 use strata_core::adaptors::{
-    Aligned, AsUpstream, FailureRetry, Limiting, Logging, Statistics, Tracking, VecSink,
+    Aligned, AsUpstream, CallbackResource, FailureRetry, Limiting, Logging, Statistics, ThreadSafe,
+    Tracking, UpstreamResource, VecSink,
 };
 use strata_core::algo::{Arena, ArenaConfig, FixedConfig, Heap, PoolConfig};
 use strata_core::resources::{Binning, FixedSize, Pool};
@@ -888,6 +889,16 @@ fn core_resources_and_adaptors_over_device_upstreams() {
         stack.allocate(2 << 30, 256, s.key()),
         Err(Error::LimitExceeded { .. })
     ));
+    // a device upstream behind the thread-safe adaptor, and callbacks over the async pool
+    let locked = ThreadSafe::new(UpstreamResource(DeviceMemory::new(&dev)));
+    exercise(&dev, &s, &locked);
+    let calls = CallbackResource::new(
+        |size: u64, align: u64, stream: StreamKey| base.allocate(size, align, stream),
+        |addr: u64, size: u64, align: u64, stream: StreamKey| {
+            base.deallocate(addr, size, align, stream)
+        },
+    );
+    exercise(&dev, &s, &calls);
     // failure-retry: out of memory calls back (which trims), then gives up
     let pool = Arc::new(Async::new(&dev).unwrap());
     let calls = std::sync::atomic::AtomicU32::new(0);
