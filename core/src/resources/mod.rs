@@ -10,6 +10,7 @@
 //! | [`FixedSize`] | [`algo::FixedSizeList`](crate::algo::FixedSizeList): one block size | ignored |
 //! | [`Binning`] | [`algo::Binning`](crate::algo::Binning): size classes into fixed-size bins | ignored |
 //! | [`StreamOrderedPool`] (`alloc`) | a TLSF list with one partition per stream | ordered on reuse across streams |
+//! | [`Arena`] (`alloc`) | [`algo::GlobalArena`](crate::algo::GlobalArena) + one [`algo::SubArena`](crate::algo::SubArena) per stream, each with its own lock | ordered when memory crosses streams |
 //!
 //! ```
 //! use strata_core::algo::PoolConfig;
@@ -30,12 +31,16 @@
 //! # Ok::<(), strata_core::Error>(())
 //! ```
 
+#[cfg(feature = "alloc")]
+mod arena;
 mod binning;
 mod fixed;
 mod pool;
 #[cfg(feature = "alloc")]
 mod stream_ordered;
 
+#[cfg(feature = "alloc")]
+pub use arena::{Arena, ArenaStats, DEFAULT_ARENA_STREAMS};
 pub use binning::Binning;
 pub use fixed::FixedSize;
 pub use pool::Pool;
