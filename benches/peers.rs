@@ -190,6 +190,14 @@ trait Subject: Sized {
     }
 }
 
+/// How many metadata nodes the allocators that preallocate them (strata, offset-allocator,
+/// xalloc) get for a replay whose live blocks peak at `max_blocks`: one per live block and at
+/// most one per free gap between them, plus slack. So none of them grows its metadata inside the
+/// timed region.
+fn metadata_slots(max_blocks: usize) -> usize {
+    2 * max_blocks + 64
+}
+
 /// strata's coalescing pool over a simulated device, sized so that it never grows: its initial
 /// size and its maximum are the capacity, and so is the device's.
 struct StrataPool {
@@ -204,9 +212,10 @@ impl Subject for StrataPool {
     /// slot is 8 bytes, like offset-allocator's.
     type Handle = NonZeroU64;
 
-    fn build(capacity: u64, _max_blocks: usize) -> Option<Self> {
+    fn build(capacity: u64, max_blocks: usize) -> Option<Self> {
         let config = PoolConfig::new(capacity).with_maximum(capacity);
-        let inner = Pool::new(SimUpstream::new(capacity), config).ok()?;
+        let list = CoalescingList::with_capacity(metadata_slots(max_blocks)).ok()?;
+        let inner = Pool::with_list(SimUpstream::new(capacity), list, config).ok()?;
         assert_eq!(inner.chunk_count(), 1, "the pool starts with one chunk");
         let chunk = inner.list().chunks().next()?;
         Some(StrataPool { inner, chunk })
@@ -254,9 +263,9 @@ impl Subject for StrataTlsf {
     /// The block's address; the chunk starts at [`TLSF_BASE`], so it is never 0.
     type Handle = NonZeroU64;
 
-    fn build(capacity: u64, _max_blocks: usize) -> Option<Self> {
+    fn build(capacity: u64, max_blocks: usize) -> Option<Self> {
         let chunk = Range::new(TLSF_BASE, capacity);
-        let mut inner = CoalescingList::new();
+        let mut inner = CoalescingList::with_capacity(metadata_slots(max_blocks)).ok()?;
         inner.add_chunk(chunk).ok()?;
         Some(StrataTlsf { inner, chunk })
     }
@@ -331,8 +340,9 @@ impl Subject for OffsetAlloc {
 
     fn build(capacity: u64, max_blocks: usize) -> Option<Self> {
         let units = u32::try_from(capacity / ALIGN).ok()?;
-        // One node per live block and at most one per free gap between them, plus slack.
-        let nodes = u32::try_from(2 * max_blocks + 64).ok()?.max(128 * 1024);
+        let nodes = u32::try_from(metadata_slots(max_blocks))
+            .ok()?
+            .max(128 * 1024);
         Some(OffsetAlloc {
             inner: offset_allocator::Allocator::with_max_allocs(units, nodes),
             units,
@@ -400,7 +410,7 @@ impl Subject for Xalloc {
 
     fn build(capacity: u64, max_blocks: usize) -> Option<Self> {
         Some(Xalloc {
-            inner: xalloc::SysTlsf::with_capacity(capacity, 2 * max_blocks + 64),
+            inner: xalloc::SysTlsf::with_capacity(capacity, metadata_slots(max_blocks)),
             capacity,
         })
     }
@@ -838,9 +848,11 @@ fn print_rows(w: &Workload, rows: &[Row], worst: &mut Option<f64>) {
     for r in rows {
         if let Some((bytes, blocks)) = r.metadata_at_peak {
             println!(
-                "  {} metadata at the peak: {bytes} B for {blocks} blocks (live + free), \
-                 {:.1} B/block",
+                "  {}: {} B of metadata per block (node + hash bucket); held at the peak: \
+                 {bytes} B for {blocks} blocks (live + free) = {:.1} B/block, counting the \
+                 room preallocated for 2 x peak live blocks + 64",
                 r.name,
+                CoalescingList::<0, 0>::NODE_BYTES,
                 bytes as f64 / blocks.max(1) as f64
             );
         }
