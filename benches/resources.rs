@@ -23,8 +23,11 @@
 //!   and on a tight allocate/free loop of one 256-byte block; the difference is the adaptor's
 //!   cost per operation (target ≤ 5 ns).
 //! - **scaling**: T threads (`--threads`, default 1,2,4,8,16), each on its own stream, each
-//!   replaying the whole workload at once on one shared resource over a `SimUpstream`; the
-//!   operations per second of all threads together, and the speedup over one thread.
+//!   replaying the whole workload at once on one shared resource over a `SimUpstream`: the
+//!   `Arena` (one sub-arena per stream), the `StreamOrderedPool` and the single-lock
+//!   `resources::Pool`; the operations per second of all threads together, and the speedup
+//!   over one thread. A control row gives every thread an `algo::Pool` of its own (nothing
+//!   shared): the most this machine can scale.
 //!
 //! Every figure is the median of `--reps` timed repetitions (default 5), each on a fresh
 //! resource, after one untimed warm-up; only the replay loop is timed. Before timing, each
@@ -38,8 +41,8 @@ use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
 use strata::adaptors::Statistics;
-use strata::algo::{self, CoalescingList, PoolConfig};
-use strata::resources::{NoOrdering, Pool, StreamOrderedPool};
+use strata::algo::{self, ArenaConfig, CoalescingList, PoolConfig};
+use strata::resources::{Arena, NoOrdering, Pool, StreamOrderedPool};
 use strata::trace::{Op, Trace};
 use strata::{MemoryResource, Range, SimUpstream, StreamKey};
 
@@ -253,6 +256,16 @@ fn part_single(w: &Workload, reps: usize) {
     let s = StreamKey(1);
     check(w, &stream_ordered(cap), s);
     check(w, &locked_pool(cap), s);
+    check(
+        w,
+        &Arena::new(
+            SimUpstream::new(SIM_CAPACITY),
+            NoOrdering,
+            ArenaConfig::new(4 * cap),
+        )
+        .expect("arena"),
+        s,
+    );
     let mut addrs = vec![0u64; w.ids];
 
     let tlsf = ns_per_op(w, reps, || {
@@ -273,6 +286,15 @@ fn part_single(w: &Workload, reps: usize) {
         let pool = stream_ordered(cap);
         replay(w, &mut addrs, &mut OnStream(&pool, s))
     });
+    let arena = ns_per_op(w, reps, || {
+        let arena = Arena::new(
+            SimUpstream::new(SIM_CAPACITY),
+            NoOrdering,
+            ArenaConfig::new(4 * cap),
+        )
+        .expect("arena");
+        replay(w, &mut addrs, &mut OnStream(&arena, s))
+    });
     println!(
         "\n## single: one thread, one stream ({} ops)\n",
         w.steps.len()
@@ -283,6 +305,7 @@ fn part_single(w: &Workload, reps: usize) {
     println!("| algo::Pool (no lock) | {algo_pool:.1} |");
     println!("| resources::Pool (lock) | {locked:.1} |");
     println!("| resources::StreamOrderedPool (lock, one stream) | {so:.1} |");
+    println!("| resources::Arena (one sub-arena) | {arena:.1} |");
     println!(
         "\nstream_ordered/tlsf = {:.2}, stream_ordered/algo_pool = {:.2}, stream_ordered/locked_pool = {:.2} (target <= 1.2)",
         so / tlsf,
@@ -340,18 +363,18 @@ fn part_stats(w: &Workload, reps: usize) {
     println!("\n(target: overhead <= 5 ns per operation)");
 }
 
-/// `threads` threads, each on its own stream, each replaying `w` at once on `r`; returns the
-/// operations per second of all of them together.
-fn scaling_run<R: MemoryResource>(w: &Workload, r: &R, threads: usize) -> f64 {
+/// `threads` threads, each replaying `w` at once on the target `make(t)` builds for it (before
+/// the clock starts); returns the operations per second of all of them together.
+fn scaling_run<T: Target>(w: &Workload, threads: usize, make: &(dyn Fn(usize) -> T + Sync)) -> f64 {
     let barrier = Barrier::new(threads + 1);
     let elapsed = std::thread::scope(|scope| {
         for t in 0..threads {
             let barrier = &barrier;
             scope.spawn(move || {
-                let stream = StreamKey(t as u64 + 1);
+                let mut target = make(t);
                 let mut addrs = vec![0u64; w.ids];
                 barrier.wait();
-                replay(w, &mut addrs, &mut OnStream(r, stream));
+                replay(w, &mut addrs, &mut target);
                 barrier.wait();
             });
         }
@@ -361,6 +384,11 @@ fn scaling_run<R: MemoryResource>(w: &Workload, r: &R, threads: usize) -> f64 {
         start.elapsed()
     });
     (threads * w.steps.len()) as f64 / elapsed.as_secs_f64()
+}
+
+/// [`scaling_run`] on one shared resource, thread `t` on stream `t + 1`.
+fn shared_run<R: MemoryResource>(w: &Workload, r: &R, threads: usize) -> f64 {
+    scaling_run(w, threads, &|t| OnStream(r, StreamKey(t as u64 + 1)))
 }
 
 fn part_scaling(w: &Workload, reps: usize, threads: &[usize]) {
@@ -380,13 +408,32 @@ fn part_scaling(w: &Workload, reps: usize, threads: &[usize]) {
             println!("| {name} | {t} | {:.2} | {:.2} |", ops / 1e6, ops / one);
         }
     };
+    // Room for every thread's peak, four times over (superblocks fragment it).
+    let arena_size = (4 * w.peak_live * threads.iter().max().copied().unwrap_or(1) as u64)
+        .max(1 << 24)
+        .next_multiple_of(ALIGN);
+    table("Arena", &|t| {
+        let arena = Arena::new(
+            SimUpstream::new(SIM_CAPACITY),
+            NoOrdering,
+            ArenaConfig::new(arena_size),
+        )
+        .expect("arena");
+        shared_run(w, &arena, t)
+    });
     table("StreamOrderedPool", &|t| {
         let pool = stream_ordered(cap);
-        scaling_run(w, &pool, t)
+        shared_run(w, &pool, t)
     });
     table("resources::Pool (one lock)", &|t| {
         let pool = locked_pool(cap);
-        scaling_run(w, &pool, t)
+        shared_run(w, &pool, t)
+    });
+    // The machine's ceiling: every thread on an algo::Pool of its own, nothing shared.
+    table("control: one algo::Pool per thread", &|t| {
+        scaling_run(w, t, &|_| {
+            algo::Pool::new(SimUpstream::new(SIM_CAPACITY), PoolConfig::new(cap)).expect("pool")
+        })
     });
 }
 
