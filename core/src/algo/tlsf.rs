@@ -1,53 +1,6 @@
 //! The TLSF coalescing free list: O(1) good-fit allocation over abstract address ranges, with
 //! immediate merging of physically adjacent free blocks, and free blocks split into partitions
-//! (one per stream, for the stream-ordered pool).
-//!
-//! # How it works
-//!
-//! Memory arrives in *chunks* ([`CoalescingList::add_chunk`]); each chunk is a separate region
-//! that is carved into *blocks*. Every block, live or free, is a metadata node that knows its
-//! physical neighbours (`prev_phys` / `next_phys`) inside its chunk, so a freed block merges with
-//! free neighbours in O(1) and never across a chunk boundary.
-//!
-//! Free blocks sit in segregated lists indexed by a two-level size class (TLSF): the first level
-//! is the power of two of the size (in 256-byte granules), the second splits each power of two
-//! into 32 equal steps. A bitmap per level says which lists are non-empty, so the lookup of a
-//! list that is guaranteed to fit is two `trailing_zeros` — O(1), good fit (at most 1/32 of the
-//! size wasted by the rounding of the search; nothing is wasted in the block, which is split).
-//!
-//! Live blocks are found by address through a hash table chained through the nodes themselves
-//! (a live block is in no free list, so the same two link fields serve both purposes).
-//!
-//! # Partitions
-//!
-//! Each free block belongs to a partition ([`PartitionId`], 0 by default): each partition has
-//! its own size-class lists and bitmaps. [`CoalescingList::allocate_in`] takes only from one
-//! partition; [`CoalescingList::deallocate_in`] frees into one, merging only with neighbours free
-//! in that same partition. The stream-ordered pool keeps one partition per stream.
-//!
-//! # Metadata
-//!
-//! `CoalescingList<N, P>` keeps `N` block nodes and `P` partitions inline (no heap; usable in a
-//! `static`, built by the `const fn` [`CoalescingList::with_fixed_capacity`]). `N == 0` means a
-//! growable node store and `P == 0` growable partitions, both on the heap (feature `alloc`):
-//! that is the default, `CoalescingList::new()`. A node is 32 bytes; the hash table adds one
-//! 4-byte bucket per node (fixed) or per live block, rounded up to a power of two (growable).
-//!
-//! ```
-//! use strata_core::{Range, Error, algo::CoalescingList};
-//!
-//! let mut list = CoalescingList::new();
-//! list.add_chunk(Range::new(0x10000, 4096))?;
-//! let a = list.allocate(1000, 256)?; // rounded up to 1024
-//! let b = list.allocate(1024, 256)?;
-//! assert_eq!((a.len, b.len), (1024, 1024));
-//! list.deallocate(a.start, 1000)?;
-//! assert_eq!(list.deallocate(a.start, 1000), Err(Error::DoubleFree { addr: a.start }));
-//! list.deallocate(b.start, 1024)?;
-//! assert_eq!(list.free_blocks(), 1); // everything merged back into one block
-//! list.check_invariants().unwrap();
-//! # Ok::<(), Error>(())
-//! ```
+//! (one per stream, for the stream-ordered pool). See [`CoalescingList`].
 
 use core::fmt;
 
@@ -57,6 +10,14 @@ use alloc::vec::Vec;
 use crate::{DEFAULT_ALIGNMENT, Error, Range, check_alignment};
 
 /// The id of a partition of the free blocks (0 is the default partition; at most 16384).
+///
+/// ```
+/// use strata_core::algo::{CoalescingList, PartitionId};
+/// let mut list = CoalescingList::new();
+/// let stream_1: PartitionId = list.add_partition()?;
+/// assert_eq!(stream_1, 1);
+/// # Ok::<(), strata_core::Error>(())
+/// ```
 pub type PartitionId = u16;
 
 /// "No node" in the links.
@@ -798,8 +759,60 @@ impl Request {
 /// address ranges; its free blocks are split into partitions.
 ///
 /// `N` is the number of metadata nodes kept inline (0: growable on the heap), `P` the number
-/// of partitions kept inline (0: growable). See the [module documentation](self) for the
-/// algorithm.
+/// of partitions kept inline (0: growable).
+///
+/// # How it works
+///
+/// Memory arrives in *chunks* ([`CoalescingList::add_chunk`]); each chunk is a separate region
+/// that is carved into *blocks*. Every block, live or free, is a metadata node that knows its
+/// physical neighbours (`prev_phys` / `next_phys`) inside its chunk, so a freed block merges with
+/// free neighbours in O(1) and never across a chunk boundary.
+///
+/// Free blocks sit in segregated lists indexed by a two-level size class (TLSF): the first level
+/// is the power of two of the size (in 256-byte granules), the second splits each power of two
+/// into 32 equal steps. A bitmap per level says which lists are non-empty, so the lookup of a
+/// list that is guaranteed to fit is two `trailing_zeros` — O(1), good fit (at most 1/32 of the
+/// size wasted by the rounding of the search; nothing is wasted in the block, which is split).
+/// The end of the block found is handed out: the free rest keeps its node, and its place in its
+/// list while its size class does not change. When that search finds nothing, the blocks of the
+/// classes just below are tried one by one before out-of-memory is reported, so a free block
+/// that fits is never missed.
+///
+/// Live blocks are found by address through a hash table chained through the nodes themselves
+/// (a live block is in no free list, so the same two link fields serve both purposes).
+///
+/// # Partitions
+///
+/// Each free block belongs to a partition ([`PartitionId`], 0 by default): each partition has
+/// its own size-class lists and bitmaps. [`CoalescingList::allocate_in`] takes only from one
+/// partition; [`CoalescingList::deallocate_in`] frees into one, merging only with neighbours free
+/// in that same partition. The stream-ordered pool keeps one partition per stream.
+///
+/// # Metadata
+///
+/// `CoalescingList<N, P>` keeps `N` block nodes and `P` partitions inline (no heap; usable in a
+/// `static`, built by the `const fn` [`CoalescingList::with_fixed_capacity`]). `N == 0` means a
+/// growable node store and `P == 0` growable partitions, both on the heap (feature `alloc`):
+/// that is the default, `CoalescingList::new()`. A node is 32 bytes; the hash table adds one
+/// 4-byte bucket per node (fixed) or per live block, rounded up to a power of two (growable).
+///
+/// ```
+/// use strata_core::{Range, Error, algo::CoalescingList};
+///
+/// let mut list = CoalescingList::new();
+/// list.add_chunk(Range::new(0x10000, 4096))?;
+/// let a = list.allocate(1000, 256)?; // rounded up to 1024
+/// let b = list.allocate(1024, 256)?;
+/// assert_eq!((a.len, b.len), (1024, 1024));
+/// list.deallocate(a.start, 1000)?;
+/// assert_eq!(list.deallocate(a.start, 1000), Err(Error::DoubleFree { addr: a.start }));
+/// list.deallocate(b.start, 1024)?;
+/// assert_eq!(list.free_blocks(), 1); // everything merged back into one block
+/// list.check_invariants().unwrap();
+/// # Ok::<(), Error>(())
+/// ```
+///
+/// # Invariants and a heap-free list
 ///
 /// Every block starts on a 256-byte boundary and its size is a multiple of 256; requests are
 /// rounded up to that granule. A block needs one node, a chunk one more.
