@@ -1,6 +1,9 @@
 //! The resources `--resource` names, built on the simulated device and measured.
 
+use strata::adaptors::AsUpstream;
+use strata::algo::{ArenaConfig, FixedConfig, Heap, PoolConfig};
 use strata::replay::{MeasureOptions, Plan, ResourceReport, SimDevice, measure, min_capacity};
+use strata::resources::{Arena, Binning, FixedSize, NoOrdering, Pool, StreamOrderedPool};
 use strata::{Error, MemoryResource, StreamKey};
 
 use crate::Failure;
@@ -115,18 +118,50 @@ pub trait WithModel {
         F: Fn(SimDevice) -> Result<R, Error>;
 }
 
-/// Calls `f` with the simulated model of `kind`, or returns `None` when it has none (the
-/// driver's own allocators).
-pub fn with_model<W: WithModel>(kind: Kind, f: W) -> Option<W::Out> {
+/// The size of the chunks the fixed-size resource takes from its upstream, about: RMM's
+/// default (1 MiB blocks, 128 per chunk).
+const FIXED_CHUNK_BYTES: u64 = 128 << 20;
+
+/// The bins of the binning resource: 1 KiB ..= 4 MiB, as in RMM's replay benchmark, over a
+/// pool that also serves the larger requests.
+pub const BIN_EXPONENTS: (u32, u32) = (10, 22);
+
+/// The fixed-size resource's configuration for a plan: blocks of its largest request, so that
+/// every request fits, and chunks of about [`FIXED_CHUNK_BYTES`].
+pub fn fixed_config(plan: &Plan) -> Result<FixedConfig, Error> {
+    let block = plan.largest_allocation().max(1);
+    let per_chunk = (FIXED_CHUNK_BYTES / block).clamp(1, 128) as u32;
+    FixedConfig::new(block, per_chunk)
+}
+
+/// Calls `f` with the simulated model of `kind` (how it is built over a simulated device of
+/// some capacity), or returns `None` when it has none (the driver's own allocators). On the
+/// simulated device the pools start empty and grow on demand (the device refuses growth past
+/// its capacity), and the arena takes the whole capacity, as RMM's does.
+pub fn with_model<W: WithModel>(kind: Kind, plan: &Plan, f: W) -> Option<W::Out> {
     match kind {
         Kind::Cuda => Some(f.with(Ok)),
-        Kind::Pool
-        | Kind::Arena
-        | Kind::Binning
-        | Kind::Fixed
-        | Kind::StreamPool
-        | Kind::Async
-        | Kind::Managed => None,
+        Kind::Pool => Some(f.with(|d| Pool::new(d, PoolConfig::new(0)))),
+        Kind::StreamPool => {
+            Some(f.with(|d| StreamOrderedPool::new(d, NoOrdering, PoolConfig::new(0))))
+        }
+        Kind::Arena => Some(f.with(|d: SimDevice| {
+            let size = d.capacity();
+            Arena::new(d, NoOrdering, ArenaConfig::new(size))
+        })),
+        Kind::Binning => Some(f.with(|d| {
+            let pool = Pool::new(d, PoolConfig::new(0))?;
+            Binning::<_, Heap>::with_exponents(
+                AsUpstream::new(pool),
+                BIN_EXPONENTS.0,
+                BIN_EXPONENTS.1,
+            )
+        })),
+        Kind::Fixed => {
+            let config = fixed_config(plan);
+            Some(f.with(move |d| Ok(FixedSize::<_, Heap>::new(d, config?))))
+        }
+        Kind::Async | Kind::Managed => None,
     }
 }
 
@@ -142,7 +177,7 @@ pub fn has_model(kind: Kind) -> bool {
         {
         }
     }
-    with_model(kind, Probe).is_some()
+    with_model(kind, &Plan::new(&Default::default()), Probe).is_some()
 }
 
 /// Stream keys of the simulated device: one per stream of the trace.
@@ -174,7 +209,7 @@ pub fn search_capacity(kind: Kind, ctx: &Context<'_>) -> Result<Option<u64>, Fai
     if !ctx.search {
         return Ok(None);
     }
-    with_model(kind, Search(ctx)).unwrap_or(Ok(None))
+    with_model(kind, ctx.plan, Search(ctx)).unwrap_or(Ok(None))
 }
 
 /// Measures `kind` on the simulated device.
@@ -221,7 +256,7 @@ impl WithModel for MeasureSim<'_, '_> {
 
 /// Measures `kind` on the simulated device (a line saying why for a resource that needs a GPU).
 pub fn measure_sim(kind: Kind, ctx: &Context<'_>) -> Result<ResourceReport, Failure> {
-    match with_model(kind, MeasureSim(ctx, kind)) {
+    match with_model(kind, ctx.plan, MeasureSim(ctx, kind)) {
         Some(report) => report,
         None => {
             for _ in 0..=ctx.repeats {
