@@ -2,15 +2,21 @@
 //!
 //! ```text
 //! cargo bench --bench peers -- TRACE.csv [TRACE.csv ...]
-//!     [--reps N] [--capacity X] [--no-search] [--only NAME ...]
+//!     [--reps N] [--capacity X] [--no-search] [--only NAME ...] [--wall]
 //! ```
 //!
 //! Every trace (RMM's CSV log format) is parsed and resolved with [`strata::trace`] before any
 //! timing starts, then replayed against each allocator:
 //!
-//! - `strata-pool`: [`strata::algo::Pool`] over a [`strata::SimUpstream`], its initial size the
-//!   whole capacity, so it never grows during a replay;
+//! - `strata-pool`: [`strata::algo::Pool`] over a [`strata::SimUpstream`], its initial size and
+//!   maximum the whole capacity, so it never grows during a replay;
 //! - `strata-tlsf`: [`strata::algo::CoalescingList`] with the capacity as its one chunk;
+//!
+//!   both strata lists get their metadata preallocated (`CoalescingList::with_capacity`), as
+//!   offset-allocator (`with_max_allocs`) and xalloc (`with_capacity`) do: 2 × the trace's peak
+//!   live blocks + 64 nodes. strata frees by address (`deallocate(addr, size)`, RMM's
+//!   interface), so it looks the block up in a hash table; offset-allocator and xalloc free by
+//!   the handle their `allocate` returned, with no lookup;
 //! - `range-alloc` 0.1.5: best fit over a sorted free-range vector, `allocate_range_aligned(size,
 //!   256)`, in bytes;
 //! - `offset-allocator` 0.2.0: u32 sizes and no alignment argument, so it counts in 256-byte
@@ -27,9 +33,13 @@
 //! For each trace the benchmark prints, per allocator:
 //!
 //! - `ns/op`: the median over `--reps` timed repetitions (default 7, after one untimed warm-up)
-//!   of the replay's wall time divided by its operation count (allocations and frees). Each
-//!   repetition replays on a fresh allocator and a fresh handle table, both built outside the
-//!   timed region; only the loop over the operations is timed;
+//!   of the replay's time divided by its operation count (allocations and frees); `(fastest)`
+//!   is the quickest repetition. Each repetition replays on a fresh allocator and a fresh handle
+//!   table, both built outside the timed region; only the loop over the operations is timed.
+//!   The time is the thread's CPU time on Linux (so time spent descheduled while other
+//!   processes compete for the cores is not counted; the replay makes no system call), wall
+//!   time elsewhere or with `--wall`. The repetitions are interleaved: each round runs every
+//!   allocator once, starting from a different one each round;
 //! - `failed`: the allocations it refused at the timed capacity (then the matching frees are
 //!   skipped, so its `ns/op` covers slightly different work; such rows are marked `*`);
 //! - `min cap`: the smallest capacity, as a multiple of the trace's peak live bytes (sizes as
@@ -43,7 +53,11 @@
 //!
 //! Before any timing, every allocator replays the trace once under a checker that keeps the live
 //! blocks in an ordered map and panics if a block is misaligned, lies outside the allocator's
-//! range, or overlaps a live block: a broken allocator cannot look fast.
+//! range, or overlaps a live block (and, for strata, if `check_invariants` fails at the peak or
+//! at the end): a broken allocator cannot look fast. For strata it also prints the metadata
+//! bytes per block.
+//!
+//! `--only NAME` (repeatable) keeps only the named allocators, e.g. to profile one with `perf`.
 //!
 //! The last line is `worst ratio_vs_best_peer=<x>`: the largest, over the traces, of
 //! `strata-pool`'s ns/op divided by the fastest peer's ns/op on that trace.
@@ -621,18 +635,91 @@ struct Settings {
     search: bool,
     /// Only the allocators with these names (all when empty), e.g. to profile one.
     only: Vec<String>,
+    /// How the timed region is measured.
+    clock: Clock,
 }
 
 /// One replay at `capacity` on a fresh allocator and handle table (built and dropped outside
 /// the timed region): nanoseconds per operation.
-fn time_once<A: Subject>(w: &Workload, capacity: u64) -> f64 {
+fn time_once<A: Subject>(w: &Workload, capacity: u64, clock: Clock) -> f64 {
     let (mut a, mut handles) = fresh::<A>(w, capacity).expect("representable: checked first");
-    let t0 = Instant::now();
+    let t0 = clock.now();
     let failed = replay(black_box(&mut a), &mut handles, black_box(&w.steps), false);
-    let elapsed = t0.elapsed();
+    let elapsed = clock.now() - t0;
     black_box((&a, &handles, failed));
     drop((a, handles));
-    elapsed.as_nanos() as f64 / w.steps.len() as f64
+    elapsed as f64 / w.steps.len() as f64
+}
+
+/// The clock the timed region is read with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Clock {
+    /// The CPU time of the calling thread (Linux): time the benchmark spends descheduled, when
+    /// other processes compete for the cores, is not counted.
+    ThreadCpu,
+    /// Wall-clock time ([`Instant`]).
+    Wall,
+}
+
+impl Clock {
+    /// The best clock this platform offers: thread CPU time where it can be read.
+    fn best() -> Clock {
+        if thread_cpu_ns().is_some() {
+            Clock::ThreadCpu
+        } else {
+            Clock::Wall
+        }
+    }
+
+    /// Nanoseconds since an arbitrary origin, fixed for the process (and the thread, for
+    /// [`Clock::ThreadCpu`]).
+    #[inline]
+    fn now(self) -> u64 {
+        match self {
+            Clock::ThreadCpu => thread_cpu_ns().expect("checked by Clock::best"),
+            Clock::Wall => {
+                static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+                ORIGIN.get_or_init(Instant::now).elapsed().as_nanos() as u64
+            }
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Clock::ThreadCpu => "thread CPU time",
+            Clock::Wall => "wall-clock time",
+        }
+    }
+}
+
+/// The calling thread's CPU time in nanoseconds, from `clock_gettime(CLOCK_THREAD_CPUTIME_ID)`
+/// (Linux, 64-bit: `time_t` and `long` are both 64 bits there).
+#[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+fn thread_cpu_ns() -> Option<u64> {
+    #[repr(C)]
+    struct Timespec {
+        tv_sec: i64,
+        tv_nsec: i64,
+    }
+    unsafe extern "C" {
+        fn clock_gettime(clock_id: i32, tp: *mut Timespec) -> i32;
+    }
+    const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
+    let mut ts = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime (from the C library std links on Linux) writes one `struct
+    // timespec`, whose layout `Timespec` matches on 64-bit Linux, through a pointer to a live,
+    // writable local, and keeps no reference to it.
+    let rc = unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    (rc == 0).then(|| ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
+}
+
+/// No thread CPU clock here: [`Clock::best`] falls back to wall-clock time.
+#[cfg(not(all(target_os = "linux", target_pointer_width = "64")))]
+fn thread_cpu_ns() -> Option<u64> {
+    None
 }
 
 /// One allocator as plain function pointers, each monomorphised for it, so the driver can
@@ -641,7 +728,7 @@ struct Entry {
     name: &'static str,
     is_strata: bool,
     verify: fn(&Workload, u64) -> Option<Checked>,
-    time_once: fn(&Workload, u64) -> f64,
+    time_once: fn(&Workload, u64, Clock) -> f64,
     min_capacity: fn(&Workload) -> Option<f64>,
 }
 
@@ -671,7 +758,7 @@ fn measure(w: &Workload, s: &Settings, entries: &[Entry]) -> Vec<Row> {
         for k in 0..entries.len() {
             let i = (k + rep) % entries.len();
             if checked[i].is_some() {
-                let ns = (entries[i].time_once)(w, capacity);
+                let ns = (entries[i].time_once)(w, capacity, s.clock);
                 if rep > 0 {
                     samples[i].push(ns);
                 }
@@ -705,6 +792,7 @@ fn parse_args() -> Result<Settings, String> {
         capacity_multiple: 2.0,
         search: true,
         only: Vec::new(),
+        clock: Clock::best(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -712,6 +800,7 @@ fn parse_args() -> Result<Settings, String> {
             // cargo bench passes this to every harness = false target.
             "--bench" => {}
             "--no-search" => s.search = false,
+            "--wall" => s.clock = Clock::Wall,
             "--only" => s
                 .only
                 .push(args.next().ok_or("--only needs an allocator name")?),
@@ -736,7 +825,7 @@ fn parse_args() -> Result<Settings, String> {
     if s.traces.is_empty() {
         return Err(
             "usage: cargo bench --bench peers -- TRACE.csv [TRACE.csv ...] [--reps N] \
-             [--capacity X] [--no-search] [--only NAME]"
+             [--capacity X] [--no-search] [--only NAME] [--wall]"
                 .into(),
         );
     }
@@ -756,9 +845,11 @@ fn main() -> ExitCode {
         }
     };
     println!(
-        "peers: {} timed repetitions (median, after 1 warm-up); timed capacity {:.2}x peak live \
-         bytes; sizes rounded up to {ALIGN} B, alignment {ALIGN} B",
-        s.reps, s.capacity_multiple
+        "peers: {} timed repetitions (median, after 1 warm-up) of {}; timed capacity {:.2}x \
+         peak live bytes; sizes rounded up to {ALIGN} B, alignment {ALIGN} B",
+        s.reps,
+        s.clock.describe(),
+        s.capacity_multiple
     );
     let entries = [
         Entry::of::<StrataPool>(),
