@@ -1,11 +1,11 @@
 //! The thread-safe arena: one sub-arena per stream, each behind its own lock, found without a
 //! lock (feature `alloc`).
 
-use alloc::boxed::Box;
 use alloc::vec::Vec;
 
+use super::table::StreamTable;
 use crate::algo::{ArenaConfig, GlobalArena, MAX_SUPERBLOCK_SIZE, MIN_SUPERBLOCK_SIZE, SubArena};
-use crate::sync::{AtomicU32, AtomicU64, Mutex, Ordering};
+use crate::sync::Mutex;
 use crate::{
     DEFAULT_ALIGNMENT, Error, MemoryResource, Range, StreamKey, StreamOrder, Upstream, align_down,
     align_up,
@@ -13,12 +13,6 @@ use crate::{
 
 /// The default bound on the streams an [`Arena`] serves at once.
 pub const DEFAULT_ARENA_STREAMS: usize = 64;
-
-/// Slot states. A slot goes `EMPTY → READY`, then `READY → RETIRED → READY` (re-keyed), never
-/// back to `EMPTY`, so a probe sequence never gets shorter under a reader.
-const EMPTY: u32 = 0;
-const READY: u32 = 1;
-const RETIRED: u32 = 2;
 
 /// A sub-arena and what the resource knows of it.
 #[derive(Debug)]
@@ -30,18 +24,6 @@ struct Sub<const N: usize, const P: usize> {
     owner: StreamKey,
     /// The global epoch this sub-arena's stream was last ordered after (see [`Global::epoch`]).
     seen_epoch: u64,
-}
-
-/// One entry of the stream table, alone on its cache lines so that sub-arena locks of
-/// different threads do not share one.
-#[derive(Debug)]
-#[repr(align(128))]
-struct Slot<const N: usize, const P: usize> {
-    /// [`EMPTY`], [`READY`] or [`RETIRED`]; stored with `Release` after `key`.
-    state: AtomicU32,
-    /// The stream (valid when `READY`); changed only with the insert lock and `sub` held.
-    key: AtomicU64,
-    sub: Mutex<Sub<N, P>>,
 }
 
 #[derive(Debug)]
@@ -145,20 +127,10 @@ pub struct Arena<U: Upstream, O: StreamOrder, const N: usize = 0, const P: usize
     order: O,
     shared: StreamKey,
     superblock_size: u64,
-    max_streams: usize,
-    /// The stream table, open addressing with linear probing; its length is a power of two
-    /// at least twice `max_streams`, so a probe always meets an `EMPTY` or reusable slot.
-    slots: Box<[Slot<N, P>]>,
-    /// Serialises the insertion (and retirement) of streams: the first call on a new stream.
-    /// Holds how many slots are `READY`. Invariant: `<= max_streams`.
-    insert: Mutex<usize>,
+    /// Stream → its sub-arena. Lock order: the table's insert lock, then a sub-arena, then
+    /// the global arena; never two sub-arenas at once.
+    table: StreamTable<Sub<N, P>>,
     global: Mutex<Global<U, N, P>>,
-}
-
-#[inline]
-fn hash(key: StreamKey, mask: usize) -> usize {
-    // Fibonacci hashing: stream handles are pointers, whose low bits are poor.
-    (key.0.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize & mask
 }
 
 /// Checks `config` as [`GlobalArena::new`] will, before anything is taken from the upstream.
@@ -230,17 +202,11 @@ impl<U: Upstream, O: StreamOrder, const N: usize, const P: usize> Arena<U, O, N,
         max_streams: usize,
     ) -> Result<Self, Error> {
         let arena_size = check_config(config)?;
-        if max_streams == 0 {
-            return Err(Error::Unsupported {
-                what: "an arena for no stream",
-            });
-        }
-        let table = max_streams
-            .checked_mul(2)
-            .and_then(usize::checked_next_power_of_two)
-            .ok_or(Error::SizeOverflow {
-                requested: max_streams as u64,
-            })?;
+        let table = StreamTable::new(max_streams, || Sub {
+            arena: SubArena::new(),
+            owner: StreamKey::DEFAULT,
+            seen_epoch: 0,
+        })?;
         let range = upstream.allocate(arena_size, DEFAULT_ALIGNMENT)?;
         let arena = match GlobalArena::new(range, config.superblock_size) {
             Ok(a) => a,
@@ -249,24 +215,11 @@ impl<U: Upstream, O: StreamOrder, const N: usize, const P: usize> Arena<U, O, N,
                 return Err(e);
             }
         };
-        let slots: Vec<Slot<N, P>> = (0..table)
-            .map(|_| Slot {
-                state: AtomicU32::new(EMPTY),
-                key: AtomicU64::new(0),
-                sub: Mutex::new(Sub {
-                    arena: SubArena::new(),
-                    owner: StreamKey::DEFAULT,
-                    seen_epoch: 0,
-                }),
-            })
-            .collect();
         Ok(Self {
             order,
             shared: StreamKey::DEFAULT,
             superblock_size: arena.superblock_size(),
-            max_streams,
-            slots: slots.into_boxed_slice(),
-            insert: Mutex::new(0),
+            table,
             global: Mutex::new(Global {
                 upstream,
                 arena,
@@ -320,7 +273,7 @@ impl<U: Upstream, O: StreamOrder, const N: usize, const P: usize> Arena<U, O, N,
     /// # Ok::<(), strata_core::Error>(())
     /// ```
     pub fn stats(&self) -> ArenaStats {
-        let streams = *self.insert.lock();
+        let streams = self.table.streams();
         let g = self.global.lock();
         ArenaStats {
             streams,
@@ -344,8 +297,9 @@ impl<U: Upstream, O: StreamOrder, const N: usize, const P: usize> Arena<U, O, N,
     /// # Ok::<(), strata_core::Error>(())
     /// ```
     pub fn free_bytes_on(&self, stream: StreamKey) -> u64 {
-        self.lookup(stream)
-            .map_or(0, |i| self.slots[i].sub.lock().arena.free_bytes())
+        self.table
+            .lookup(stream)
+            .map_or(0, |i| self.table.lock(i).arena.free_bytes())
     }
 
     /// Checks every invariant of the global arena and the sub-arenas, and that the
@@ -367,18 +321,12 @@ impl<U: Upstream, O: StreamOrder, const N: usize, const P: usize> Arena<U, O, N,
     /// ```
     pub fn audit(&self) -> Result<(), &'static str> {
         let mut held: Vec<Range> = Vec::new();
-        let mut ready = 0;
-        for slot in self.slots.iter() {
-            let sub = slot.sub.lock();
+        for i in self.table.used() {
+            let sub = self.table.lock(i);
             sub.arena.audit()?;
             held.extend(sub.arena.superblocks());
-            if slot.state.load(Ordering::Acquire) == READY {
-                ready += 1;
-            }
         }
-        if ready != *self.insert.lock() {
-            return Err("the stream count does not match the table");
-        }
+        self.table.audit()?;
         let g = self.global.lock();
         g.arena.audit()?;
         held.sort();
@@ -418,74 +366,29 @@ impl<U: Upstream, O: StreamOrder, const N: usize, const P: usize> Arena<U, O, N,
                 what: "retiring the shared stream of an arena",
             });
         }
-        let mut ready = self.insert.lock();
-        let Some(i) = self.lookup(stream) else {
-            return Ok(());
-        };
-        let slot = &self.slots[i];
-        let mut sub = slot.sub.lock();
-        self.order.order_after(self.shared, stream)?;
-        sub.owner = self.shared;
-        slot.state.store(RETIRED, Ordering::Release);
-        *ready -= 1;
-        let mut g = self.global.lock();
-        let released = sub.arena.release_free_superblocks(&mut g.arena)?;
-        if released > 0 {
-            g.epoch += 1;
-        }
-        Ok(())
-    }
-
-    /// The slot of `stream`, if it has one: atomic loads only.
-    #[inline]
-    fn lookup(&self, stream: StreamKey) -> Option<usize> {
-        let mask = self.slots.len() - 1;
-        let mut i = hash(stream, mask);
-        for _ in 0..self.slots.len() {
-            let slot = &self.slots[i];
-            match slot.state.load(Ordering::Acquire) {
-                READY if slot.key.load(Ordering::Relaxed) == stream.0 => return Some(i),
-                EMPTY => return None,
-                _ => i = (i + 1) & mask,
+        self.table.retire(stream, |sub| {
+            self.order.order_after(self.shared, stream)?;
+            sub.owner = self.shared;
+            let mut g = self.global.lock();
+            if sub.arena.release_free_superblocks(&mut g.arena)? > 0 {
+                g.epoch += 1;
             }
-        }
-        None
+            Ok(())
+        })?;
+        Ok(())
     }
 
     #[cold]
     fn insert_stream(&self, stream: StreamKey) -> Result<usize, Error> {
-        let mut ready = self.insert.lock();
-        if let Some(i) = self.lookup(stream) {
-            return Ok(i);
-        }
-        if *ready >= self.max_streams {
-            return Err(Error::MetadataExhausted {
-                capacity: self.max_streams,
-            });
-        }
-        let mask = self.slots.len() - 1;
-        let mut i = hash(stream, mask);
-        for _ in 0..self.slots.len() {
-            let slot = &self.slots[i];
-            let state = slot.state.load(Ordering::Acquire);
-            if state == EMPTY || state == RETIRED {
-                let mut sub = slot.sub.lock();
-                // A retired sub-arena is reused only once its last superblock is gone.
-                if state == EMPTY || sub.arena.superblock_bytes() == 0 {
-                    sub.owner = stream;
-                    sub.seen_epoch = 0;
-                    slot.key.store(stream.0, Ordering::Relaxed);
-                    slot.state.store(READY, Ordering::Release);
-                    *ready += 1;
-                    return Ok(i);
-                }
-            }
-            i = (i + 1) & mask;
-        }
-        // Unreachable while the table has twice `max_streams` slots; reported, not panicked.
-        Err(Error::MetadataExhausted {
-            capacity: self.max_streams,
-        })
+        // A retired sub-arena is reused only once its last superblock is gone.
+        self.table.insert(
+            stream,
+            |sub| sub.arena.superblock_bytes() == 0,
+            |sub| {
+                sub.owner = stream;
+                sub.seen_epoch = 0;
+            },
+        )
     }
 
     /// Orders `stream` after the memory handed back to the global arena since it last was.
@@ -526,8 +429,8 @@ impl<U: Upstream, O: StreamOrder, const N: usize, const P: usize> Arena<U, O, N,
     /// sub-arena's after ordering the shared stream after its owner; returns the bytes moved.
     fn reclaim(&self) -> Result<u64, Error> {
         let mut moved = 0;
-        for slot in self.slots.iter() {
-            let mut sub = slot.sub.lock();
+        for i in self.table.used() {
+            let mut sub = self.table.lock(i);
             let list = sub.arena.list();
             if !sub
                 .arena
@@ -555,8 +458,8 @@ impl<U: Upstream, O: StreamOrder, const N: usize, const P: usize> Arena<U, O, N,
             let g = self.global.lock();
             (g.arena.largest_free(), g.arena.free_bytes())
         };
-        for slot in self.slots.iter() {
-            let sub = slot.sub.lock();
+        for i in self.table.used() {
+            let sub = self.table.lock(i);
             largest = largest.max(sub.arena.largest_free());
             total += sub.arena.free_bytes();
         }
@@ -576,7 +479,7 @@ impl<U: Upstream, O: StreamOrder, const N: usize, const P: usize> Arena<U, O, N,
         align: u64,
     ) -> Result<u64, Error> {
         {
-            let mut sub = self.slots[i].sub.lock();
+            let mut sub = self.table.lock(i);
             match self.allocate_from_global(stream, &mut sub, size, align) {
                 Err(Error::OutOfMemory { .. }) => {}
                 other => return other.map(|r| r.start),
@@ -586,7 +489,7 @@ impl<U: Upstream, O: StreamOrder, const N: usize, const P: usize> Arena<U, O, N,
         if self.reclaim()? == 0 {
             return Err(self.out_of_memory(size));
         }
-        let mut sub = self.slots[i].sub.lock();
+        let mut sub = self.table.lock(i);
         if size <= self.superblock_size
             && let Some(r) = sub.arena.try_allocate(size, align)?
         {
@@ -629,11 +532,11 @@ impl<U: Upstream, O: StreamOrder, const N: usize, const P: usize> Arena<U, O, N,
             }
         }
         // Another stream's sub-arena, one lock at a time.
-        for (j, slot) in self.slots.iter().enumerate() {
+        for j in self.table.used() {
             if Some(j) == own {
                 continue;
             }
-            let mut sub = slot.sub.lock();
+            let mut sub = self.table.lock(j);
             if sub.arena.owns(addr) {
                 if let Some(live) = sub.arena.list().live_block(addr)
                     && align_up(size, DEFAULT_ALIGNMENT) != Some(live.len)
@@ -644,7 +547,7 @@ impl<U: Upstream, O: StreamOrder, const N: usize, const P: usize> Arena<U, O, N,
                     self.order.order_after(sub.owner, stream)?;
                 }
                 sub.arena.deallocate(addr, size)?;
-                if slot.state.load(Ordering::Acquire) == RETIRED {
+                if self.table.is_retired(j) {
                     // No stream allocates here any more: hand back what became wholly free
                     // (it waits for the shared stream, which owns this sub-arena now).
                     let mut g = self.global.lock();
@@ -656,8 +559,8 @@ impl<U: Upstream, O: StreamOrder, const N: usize, const P: usize> Arena<U, O, N,
             }
         }
         // Nobody has a live block there: let the one whose memory it is say why.
-        for slot in self.slots.iter() {
-            let mut sub = slot.sub.lock();
+        for i in self.table.used() {
+            let mut sub = self.table.lock(i);
             if sub.arena.in_superblocks(addr) {
                 return sub.arena.deallocate(addr, size);
             }
@@ -683,12 +586,12 @@ where
             return Err(Error::ZeroSize);
         }
         crate::check_alignment(align)?;
-        let i = match self.lookup(stream) {
+        let i = match self.table.lookup(stream) {
             Some(i) => i,
             None => self.insert_stream(stream)?,
         };
         if size <= self.superblock_size {
-            let mut sub = self.slots[i].sub.lock();
+            let mut sub = self.table.lock(i);
             if let Some(r) = sub.arena.try_allocate(size, align)? {
                 return Ok(r.start);
             }
@@ -704,11 +607,11 @@ where
         _align: u64,
         stream: StreamKey,
     ) -> Result<(), Error> {
-        let own = self.lookup(stream);
+        let own = self.table.lookup(stream);
         if size <= self.superblock_size
             && let Some(i) = own
         {
-            let mut sub = self.slots[i].sub.lock();
+            let mut sub = self.table.lock(i);
             if sub.arena.owns(addr) {
                 return sub.arena.deallocate(addr, size);
             }

@@ -38,6 +38,8 @@ mod fixed;
 mod pool;
 #[cfg(feature = "alloc")]
 mod stream_ordered;
+#[cfg(feature = "alloc")]
+mod table;
 
 #[cfg(feature = "alloc")]
 pub use arena::{Arena, ArenaStats, DEFAULT_ARENA_STREAMS};
