@@ -736,7 +736,9 @@ pub struct Measurement {
 
 /// Measures a resource on a plan: a recorded first run on the (fresh) resource, which is also
 /// the warm-up, then `options.repeats` timed runs. `reserved` reports the bytes the resource
-/// holds from its upstream; `tick` is called after every run (for progress bars).
+/// holds from its upstream; `tick` is called after every run, untimed (a progress bar ticks
+/// there, and a GPU replay synchronises its streams there, so that every run starts with the
+/// device idle).
 ///
 /// # Errors
 ///
@@ -1072,16 +1074,19 @@ impl Meter {
 }
 
 /// An upstream that counts what it hands out in a shared [`Meter`] (for device upstreams,
-/// which do not count themselves).
+/// which do not count themselves), and may cap it: with a limit, a request that would take the
+/// meter past it is refused with [`Error::OutOfMemory`] without calling the inner upstream
+/// (the limit of `--capacity` on a GPU).
 ///
 /// ```
 /// use std::sync::Arc;
 /// use strata::replay::{Metered, Meter, SimDevice};
-/// use strata::Upstream;
+/// use strata::{Error, Upstream};
 /// let meter = Arc::new(Meter::default());
-/// let mut up = Metered::new(SimDevice::new(1 << 20), meter.clone());
+/// let mut up = Metered::new(SimDevice::new(1 << 20), meter.clone()).with_limit(8192);
 /// let r = up.allocate(4096, 256)?;
 /// assert_eq!(meter.current(), 4096);
+/// assert!(matches!(up.allocate(8192, 256), Err(Error::OutOfMemory { total_free: 4096, .. })));
 /// up.deallocate(r)?;
 /// assert_eq!((meter.current(), meter.peak()), (0, 4096));
 /// # Ok::<(), strata::Error>(())
@@ -1090,10 +1095,11 @@ impl Meter {
 pub struct Metered<U> {
     inner: U,
     meter: Arc<Meter>,
+    limit: u64,
 }
 
 impl<U: Upstream> Metered<U> {
-    /// Wraps `inner`, counting into `meter`.
+    /// Wraps `inner`, counting into `meter`, with no limit.
     ///
     /// ```
     /// # use std::sync::Arc;
@@ -1101,12 +1107,37 @@ impl<U: Upstream> Metered<U> {
     /// # let _ = m;
     /// ```
     pub fn new(inner: U, meter: Arc<Meter>) -> Self {
-        Metered { inner, meter }
+        Metered {
+            inner,
+            meter,
+            limit: u64::MAX,
+        }
+    }
+
+    /// The same upstream, refusing what would take the meter past `limit` bytes.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// use strata::Upstream;
+    /// let mut m = strata::replay::Metered::new(strata::replay::SimDevice::new(1 << 20), Arc::default())
+    ///     .with_limit(0);
+    /// assert!(m.allocate(256, 256).is_err());
+    /// ```
+    pub fn with_limit(self, limit: u64) -> Self {
+        Metered { limit, ..self }
     }
 }
 
 impl<U: Upstream> Upstream for Metered<U> {
     fn allocate(&mut self, size: u64, align: u64) -> Result<Range, Error> {
+        let room = self.limit.saturating_sub(self.meter.current());
+        if size > room {
+            return Err(Error::OutOfMemory {
+                requested: size,
+                largest_free: room,
+                total_free: room,
+            });
+        }
         let r = self.inner.allocate(size, align)?;
         self.meter.add(r.len);
         Ok(r)

@@ -84,9 +84,12 @@ pub struct ReplayArgs {
     /// async, cuda, managed; or `all` (every one the device has).
     #[arg(long, short, default_value = "all")]
     pub resource: String,
-    /// The device capacity the timed replays get (the pools' limit on a GPU), in bytes with an
-    /// optional unit (512MiB, 8GiB, 1e9); `auto`: 80 GiB or 4 x the trace's peak live bytes on
-    /// the simulated device, 95% of the free memory on a GPU.
+    /// The memory the timed replays may use, in bytes with an optional unit (512MiB, 8GiB,
+    /// 1e9). On the simulated device: its capacity (auto: 80 GiB, or 4 x the trace's peak live
+    /// bytes if more). On a GPU: what strata's pool, stream-pool, arena, binning and fixed may
+    /// take from the device; the pools take it all at once, as RMM's replayer gives its pool
+    /// 24 GiB (auto: 24 GiB, or 90% of the free memory if less); cuda, managed and async are
+    /// limited by the device only.
     #[arg(long, default_value = "auto")]
     pub capacity: Capacity,
     /// Timed replays per resource, after one warm-up replay; the median is reported.

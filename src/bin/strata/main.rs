@@ -45,7 +45,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Replay { trace, replay } => replay_file(&trace, &replay),
         Command::Bench(bench) => run_bench(&bench),
-        Command::Devices => gpu::list_devices(&mut std::io::stdout()).map_err(Failure::from),
+        Command::Devices => gpu::list_devices(&mut std::io::stdout()),
         Command::Profile(args) => profile_cmd::run(&args).map_err(Failure),
     };
     match result {
