@@ -58,6 +58,8 @@
 //! bytes per block.
 //!
 //! `--only NAME` (repeatable) keeps only the named allocators, e.g. to profile one with `perf`.
+//! With no trace, it replays the bundled `examples/traces/sample.csv` (so a plain `cargo bench`
+//! runs it too).
 //!
 //! The last line is `worst ratio_vs_best_peer=<x>`: the largest, over the traces, of
 //! `strata-pool`'s ns/op divided by the fastest peer's ns/op on that trace.
@@ -80,6 +82,9 @@ const MAX_SEARCH_MULTIPLE: f64 = 64.0;
 
 /// The relative precision the capacity search bisects to.
 const SEARCH_PRECISION: f64 = 0.01;
+
+/// The trace replayed when none is given (the README's sample: 5 000 operations on 2 streams).
+const SAMPLE_TRACE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/traces/sample.csv");
 
 /// Where `strata-tlsf`'s one chunk starts (any 256-aligned non-zero address would do).
 const TLSF_BASE: u64 = 1 << 40;
@@ -823,11 +828,13 @@ fn parse_args() -> Result<Settings, String> {
         }
     }
     if s.traces.is_empty() {
-        return Err(
-            "usage: cargo bench --bench peers -- TRACE.csv [TRACE.csv ...] [--reps N] \
+        // A plain `cargo bench` runs every bench with no arguments: replay the bundled sample.
+        eprintln!(
+            "no trace given: replaying {SAMPLE_TRACE}\n\
+             usage: cargo bench --bench peers -- TRACE.csv [TRACE.csv ...] [--reps N] \
              [--capacity X] [--no-search] [--only NAME] [--wall]"
-                .into(),
         );
+        s.traces.push(SAMPLE_TRACE.to_owned());
     }
     Ok(s)
 }
