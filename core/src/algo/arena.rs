@@ -480,6 +480,7 @@ impl<const N: usize, const P: usize> GlobalArena<N, P> {
             .allocate(need.max(self.superblock_size), DEFAULT_ALIGNMENT)?;
         self.superblocks.insert(superblock);
         self.superblock_bytes += superblock.len;
+        self.debug_check_bytes();
         Ok(superblock)
     }
 
@@ -519,7 +520,20 @@ impl<const N: usize, const P: usize> GlobalArena<N, P> {
         freed?;
         self.superblocks.remove(at);
         self.superblock_bytes -= recorded.len;
+        self.debug_check_bytes();
         Ok(())
+    }
+
+    /// The O(1) part of the invariants: superblocks are live blocks of the list, and every
+    /// byte of the arena is free, in a superblock or in a large block.
+    #[inline]
+    fn debug_check_bytes(&self) {
+        debug_assert!(self.superblock_bytes <= self.list.live_bytes());
+        debug_assert_eq!(
+            self.list.free_bytes() + self.list.live_bytes(),
+            self.arena.len
+        );
+        debug_assert!(self.superblock_count() <= self.list.live_blocks());
     }
 
     /// Free bytes of the arena.
