@@ -16,8 +16,8 @@
 //!   [`prefetch`]), [`Prefetch`], [`PinnedHost`], the containers [`DeviceBuffer`],
 //!   [`DeviceVec`], [`DeviceScalar`], and per-device defaults ([`default_resource`]);
 //! - the core's resources and adaptors over these upstreams: they are generic, and
-//!   [`stream_ordered_pool`] puts the core's stream-ordered pool on a device (events for its
-//!   steals, streams retired when they go away).
+//!   [`stream_ordered_pool`] and [`stream_ordered_arena`] put the core's stream-ordered pool
+//!   and arena on a device (events for cross-stream reuse, streams retired when they go away).
 //!
 //! Every call runs in the primary context of its resource's (or stream's) device, made current
 //! for the call and restored after, so several GPUs can be used from one thread. A
@@ -72,6 +72,6 @@ pub use device::{Device, MemoryInfo};
 pub use error::DriverError;
 pub use loader::{Driver, MIN_DRIVER_VERSION, driver, driver_library_present};
 pub use memory::{Advice, DeviceMemory, Location, Managed, PinnedHost, Prefetch, advise, prefetch};
-pub use ordered::stream_ordered_pool;
+pub use ordered::{stream_ordered_arena, stream_ordered_pool};
 pub use pool::{Async, AsyncOptions, AsyncView, IpcHandle};
 pub use stream::{Event, EventOrder, RetireStream, Stream, notify_on_stream_drop};

@@ -1,10 +1,10 @@
-//! The core's stream-ordered pool on a device: [`EventOrder`] for its steals, and retirement of
-//! destroyed streams.
+//! The core's stream-ordered resources (the stream-ordered pool and the arena) on a device:
+//! [`EventOrder`] for their cross-stream reuse, and retirement of destroyed streams.
 
 use std::sync::Arc;
 
-use strata_core::algo::PoolConfig;
-use strata_core::resources::StreamOrderedPool;
+use strata_core::algo::{ArenaConfig, PoolConfig};
+use strata_core::resources::{Arena, StreamOrderedPool};
 use strata_core::{Error, StreamKey, StreamOrder, Upstream};
 
 use crate::device::Device;
@@ -22,6 +22,20 @@ where
 {
     fn retire_stream(&self, stream: StreamKey) {
         let _ = StreamOrderedPool::retire_stream(self, stream);
+    }
+}
+
+/// An arena retires each stream that goes away: its sub-arena's free memory goes to the
+/// arena's shared stream (after ordering the shared stream after it). As for the pool, an
+/// error cannot be reported from a stream's drop; the memory then stays in the retired
+/// sub-arena, owned by the arena, until the arena drops.
+impl<U, O, const N: usize, const P: usize> RetireStream for Arena<U, O, N, P>
+where
+    U: Upstream + Send,
+    O: StreamOrder,
+{
+    fn retire_stream(&self, stream: StreamKey) {
+        let _ = Arena::retire_stream(self, stream);
     }
 }
 
@@ -70,4 +84,40 @@ where
     )?);
     notify_on_stream_drop(&pool);
     Ok(pool)
+}
+
+/// The core's [`Arena`] over a device upstream (one upstream allocation of
+/// `config.arena_size` bytes, a sub-arena per stream), ordered with CUDA events
+/// ([`EventOrder`]) and registered to retire every [`Stream`](crate::Stream) that goes away.
+///
+/// The arena's shared stream is the legacy default stream; as for [`stream_ordered_pool`],
+/// give each thread its own stream rather than the per-thread default stream.
+///
+/// # Errors
+///
+/// As [`Arena::new`]: [`Error::Unsupported`] for a bad configuration, the upstream's error
+/// when it cannot provide the arena.
+///
+/// ```no_run
+/// use strata_core::algo::ArenaConfig;
+/// use strata_core::MemoryResource;
+/// use strata_driver::{stream_ordered_arena, Device, DeviceMemory, Stream};
+/// let dev = Device::get(0)?;
+/// let arena = stream_ordered_arena(DeviceMemory::new(&dev), &dev, ArenaConfig::new(256 << 20))?;
+/// let s = Stream::new(&dev)?;
+/// let p = arena.allocate(4096, 256, s.key())?;
+/// arena.deallocate(p, 4096, 256, s.key())?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn stream_ordered_arena<U>(
+    upstream: U,
+    device: &Device,
+    config: ArenaConfig,
+) -> Result<Arc<Arena<U, EventOrder>>, Error>
+where
+    U: Upstream + Send + 'static,
+{
+    let arena = Arc::new(Arena::new(upstream, EventOrder::new(device), config)?);
+    notify_on_stream_drop(&arena);
+    Ok(arena)
 }

@@ -16,7 +16,7 @@ use strata_driver::sys::{self, CUresult};
 use strata_driver::{
     Advice, Async, AsyncOptions, AsyncView, Device, DeviceBuffer, DeviceMemory, DeviceScalar,
     DeviceVec, DriverError, Event, IpcHandle, Location, Managed, PinnedHost, Prefetch, Stream,
-    default_resource, set_default_resource, stream_ordered_pool,
+    default_resource, set_default_resource, stream_ordered_arena, stream_ordered_pool,
 };
 
 const MIB: u64 = 1 << 20;
@@ -535,6 +535,40 @@ fn cross_stream_reuse_is_ordered_in_the_stream_ordered_pool() {
 
 #[test]
 #[ignore = "needs a CUDA GPU"]
+fn cross_stream_reuse_is_ordered_in_the_arena() {
+    let dev = dev();
+    let arena =
+        stream_ordered_arena(DeviceMemory::new(&dev), &dev, ArenaConfig::new(512 * MIB)).unwrap();
+    assert_eq!(cross_stream_reuse(&dev, &*arena, false), [0, 0, 0]);
+    // each round's large block went back to the global arena and out again, in stream order
+    assert!(arena.stats().returns >= 3, "{:?}", arena.stats());
+    arena.audit().unwrap();
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn a_destroyed_stream_does_not_strand_arena_memory() {
+    const N: u64 = 512 << 10; // a small block, inside a superblock
+    let dev = dev();
+    let arena =
+        stream_ordered_arena(DeviceMemory::new(&dev), &dev, ArenaConfig::new(4 * MIB)).unwrap();
+    let c = Stream::new(&dev).unwrap();
+    let x = arena.allocate(N, 256, c.key()).unwrap();
+    check_rw(&dev, &c, x, N as usize, 1);
+    arena.deallocate(x, N, 256, c.key()).unwrap();
+    assert!(arena.stats().superblocks >= 1);
+    drop(c); // retired: its free superblocks go back to the global arena
+    assert_eq!(arena.stats().superblocks, 0, "{:?}", arena.stats());
+    // the whole arena is usable by a new stream: nothing stranded
+    let d = Stream::new(&dev).unwrap();
+    let all = arena.allocate(4 * MIB, 256, d.key()).unwrap();
+    check_rw(&dev, &d, all, 4 * MIB as usize, 2);
+    arena.deallocate(all, 4 * MIB, 256, d.key()).unwrap();
+    arena.audit().unwrap();
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
 fn cross_stream_reuse_is_ordered_in_the_async_pools() {
     let dev = dev();
     let mr = Async::new(&dev).unwrap();
@@ -866,6 +900,13 @@ fn core_resources_and_adaptors_over_device_upstreams() {
     let r = managed_arena.allocate(0, MIB, 256).unwrap();
     check_rw(&dev, &s, r.start, MIB as usize, 5);
     managed_arena.deallocate(0, r.start, MIB).unwrap();
+    // the arena resource over device and managed memory
+    let arena =
+        stream_ordered_arena(DeviceMemory::new(&dev), &dev, ArenaConfig::new(128 * MIB)).unwrap();
+    exercise(&dev, &s, &*arena);
+    let managed_arena =
+        stream_ordered_arena(Managed::new(&dev), &dev, ArenaConfig::new(32 * MIB)).unwrap();
+    exercise(&dev, &s, &*managed_arena);
     // the stream-ordered pool
     let sop = stream_ordered_pool(DeviceMemory::new(&dev), &dev, PoolConfig::new(8 * MIB)).unwrap();
     exercise(&dev, &s, &*sop);
