@@ -559,7 +559,7 @@ impl<U: Upstream, M: MetaStorage, const BINS: usize> Binning<U, M, BINS> {
     }
 
     /// Bytes of metadata in use: the bins' ([`FixedBlocks::metadata_bytes`]), the record of
-    /// large allocations, and the struct itself.
+    /// large allocations, and the struct itself without the upstream it holds.
     ///
     /// ```
     /// use strata_core::algo::{Binning, Heap};
@@ -568,7 +568,7 @@ impl<U: Upstream, M: MetaStorage, const BINS: usize> Binning<U, M, BINS> {
     /// # Ok::<(), strata_core::Error>(())
     /// ```
     pub fn metadata_bytes(&self) -> usize {
-        core::mem::size_of::<Self>()
+        core::mem::size_of::<Self>() - core::mem::size_of::<U>()
             + self
                 .bins
                 .iter()
