@@ -213,6 +213,7 @@ fn bench_binning(min_exp: u32, max_exp: u32, live_target: usize, steady: usize) 
             },
         })
         .collect();
+    let (null_best, _) = time_ops(&ops, slots, &mut Null(0));
     let mut b: Binning<Sim, Heap> = Binning::with_exponents(sim(), min_exp, max_exp).expect("bins");
     let (best, median) = time_ops(&ops, slots, &mut b);
     let s = b.stats();
@@ -223,7 +224,7 @@ fn bench_binning(min_exp: u32, max_exp: u32, live_target: usize, steady: usize) 
         .sum();
     assert_eq!(s.large_allocations, 0, "every size is binned");
     println!(
-        "binning  bins=2^{min_exp}..2^{max_exp} live={live_target:>6} ops={:>8}  best {best:5.2} ns/op  median {median:5.2} ns/op  metadata {:5.2} B/block",
+        "binning  bins=2^{min_exp}..2^{max_exp} live={live_target:>6} ops={:>8}  best {best:5.2} ns/op  median {median:5.2} ns/op  metadata {:5.2} B/block  [harness alone {null_best:4.2} ns/op]",
         ops.len(),
         b.metadata_bytes() as f64 / blocks as f64,
     );
