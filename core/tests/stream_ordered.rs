@@ -1,6 +1,6 @@
 //! The stream-ordered pool, checked by the simulated stream executor.
 
-use strata_core::algo::{CoalescingList, PoolConfig};
+use strata_core::algo::PoolConfig;
 use strata_core::resources::{NoOrdering, StreamOrderedPool};
 use strata_core::sim_stream::{SimStreams, Violation};
 use strata_core::{Error, MemoryResource, SimUpstream, StreamKey, StreamOrder};
@@ -39,13 +39,18 @@ fn reuse_on_the_same_stream_never_orders() {
 }
 
 #[test]
-fn fresh_memory_is_taken_without_ordering() {
+fn never_used_memory_is_taken_without_ordering() {
     let st = SimStreams::new();
+    // The initial size is one never-used chunk: the first stream to need memory takes it
+    // whole, with no ordering; a second stream takes a block of it from the first (a steal).
     let p = pool(1 << 30, 1 << 20, &st);
     let a = st.allocate(&p, 4096, 256, S1).unwrap();
+    assert_eq!(st.order_calls(), 0);
     let b = st.allocate(&p, 4096, 256, S2).unwrap();
     assert_ne!(a, b);
-    assert_eq!(st.order_calls(), 0);
+    assert_eq!((st.order_calls(), p.stats().steals), (1, 1));
+    assert_eq!(p.stats().pool_size, 1 << 20, "no growth");
+    assert!(st.violations().is_empty());
 }
 
 #[test]
@@ -85,12 +90,13 @@ fn whole_lists_are_merged_before_growing() {
     let b = st.allocate(&p, 2048, 256, S2).unwrap();
     st.deallocate(&p, a, 2048, 256, S1).unwrap();
     st.deallocate(&p, b, 2048, 256, S2).unwrap();
-    // No list has 4096 bytes in one block; merging both into S3's list coalesces them.
+    // S1 took the whole initial chunk; S2 stole half of it (one ordering). No list has 4096
+    // bytes in one block; merging both into S3's coalesces them (two orderings).
     let c = st.allocate(&p, 4096, 256, S3).unwrap();
     assert_eq!(c, a.min(b));
     let s = p.stats();
-    assert_eq!((s.merges, s.steals, s.pool_size), (2, 0, 4096));
-    assert_eq!(st.order_calls(), 2);
+    assert_eq!((s.merges, s.steals, s.pool_size), (2, 1, 4096));
+    assert_eq!(st.order_calls(), 3);
     assert!(st.violations().is_empty(), "{:?}", st.violations());
 }
 
@@ -135,10 +141,11 @@ fn retired_streams_strand_nothing() {
         "no growth: the block was not stranded"
     );
     assert!(st.violations().is_empty(), "{:?}", st.violations());
-    // The retired stream's list is recycled for the next new stream.
+    // Freed on a stream with no heap of its own: back to the heap it came from.
     st.deallocate(&p, b, 1 << 20, 256, S3).unwrap();
+    assert_eq!(p.free_bytes_on(S3), 1 << 20);
     let s = p.stats();
-    assert_eq!((s.retired, s.streams), (1, 3));
+    assert_eq!((s.retired, s.streams), (1, 1));
     assert_eq!(
         p.retire_stream(S0),
         Err(Error::Unsupported {
@@ -149,32 +156,33 @@ fn retired_streams_strand_nothing() {
 }
 
 #[test]
-fn lists_of_retired_streams_are_reused() {
-    // Three inline partitions: the fresh one and two stream lists, no more.
+fn heaps_of_retired_streams_are_reused() {
+    // Room for two streams at once.
     let st = SimStreams::new();
-    let list = CoalescingList::<64, 3>::with_fixed_capacity();
-    let p = StreamOrderedPool::with_list(SimUpstream::new(1 << 20), &st, list, PoolConfig::new(0))
-        .unwrap()
-        .with_shared_stream(S1);
+    let p: StreamOrderedPool<_, _> =
+        StreamOrderedPool::with_streams(SimUpstream::new(1 << 20), &st, PoolConfig::new(0), 2)
+            .unwrap();
     let a = st.allocate(&p, 256, 256, S1).unwrap();
     let b = st.allocate(&p, 256, 256, S2).unwrap();
     assert_eq!(
         st.allocate(&p, 256, 256, S3),
-        Err(Error::MetadataExhausted { capacity: 3 })
+        Err(Error::MetadataExhausted { capacity: 2 })
     );
     st.deallocate(&p, b, 256, 256, S2).unwrap();
     p.retire_stream(S2).unwrap();
     assert_eq!(
-        p.free_bytes_on(S1),
+        p.free_bytes_on(S0),
         256,
-        "S2's block went to the shared stream"
+        "S2's block is the shared stream's now"
     );
-    // S3 gets the retired list; the block it is handed comes from S1's list, ordered.
+    // S3 gets S2's heap; the block it is handed waited for the shared stream, which waited
+    // for S2.
     let c = st.allocate(&p, 256, 256, S3).unwrap();
     assert_eq!(c, b);
     st.deallocate(&p, a, 256, 256, S1).unwrap();
     st.deallocate(&p, c, 256, 256, S3).unwrap();
-    assert_eq!(p.stats().streams, 2);
+    let s = p.stats();
+    assert_eq!((s.streams, s.retired), (2, 1));
     assert!(st.violations().is_empty(), "{:?}", st.violations());
 }
 
@@ -209,7 +217,7 @@ fn bad_calls_change_nothing() {
         p.deallocate(a, 300, 256, S3),
         Err(Error::DoubleFree { .. }) | Err(Error::NotAllocated { .. })
     ));
-    assert_eq!(p.stats().streams, 2);
+    assert_eq!(p.stats().streams, 1, "frees never give a stream a heap");
 }
 
 /// A stream order that fails: the block must not be handed over.

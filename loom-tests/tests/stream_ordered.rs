@@ -24,7 +24,9 @@ type SoPool = StreamOrderedPool<SimUpstream<16>, Arc<SimStreams>>;
 fn setup(blocks: u64) -> (Arc<SimStreams>, Arc<SoPool>) {
     let streams = Arc::new(SimStreams::new());
     let upstream = SimUpstream::<16>::with_slots(blocks * BLOCK);
-    let pool = StreamOrderedPool::new(upstream, streams.clone(), PoolConfig::new(0)).unwrap();
+    // Room for three streams: a small table keeps the model small.
+    let pool =
+        StreamOrderedPool::with_streams(upstream, streams.clone(), PoolConfig::new(0), 3).unwrap();
     (streams, Arc::new(pool))
 }
 
@@ -59,9 +61,10 @@ fn a_free_on_one_stream_races_a_steal_from_another() {
         );
         match stolen {
             Some(b) => {
-                // The only block there is: taken after the free, with exactly one ordering.
+                // The only block there is: taken after the free (stolen, or merged, trimmed
+                // and grown again), with exactly one ordering.
                 assert_eq!(b, a);
-                assert_eq!((streams.order_calls(), pool.stats().steals), (1, 1));
+                assert_eq!(streams.order_calls(), 1);
                 streams.deallocate(&*pool, b, BLOCK, 256, S2).unwrap();
             }
             None => assert_eq!(streams.order_calls(), 0),

@@ -387,6 +387,7 @@ impl<U: Upstream, O: StreamOrder, const N: usize, const P: usize> Arena<U, O, N,
             |sub| {
                 sub.owner = stream;
                 sub.seen_epoch = 0;
+                Ok(())
             },
         )
     }

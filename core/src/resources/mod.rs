@@ -9,7 +9,7 @@
 //! | [`Pool`] | [`algo::Pool`](crate::algo::Pool): TLSF coalescing list, growth, trim | ignored |
 //! | [`FixedSize`] | [`algo::FixedSizeList`](crate::algo::FixedSizeList): one block size | ignored |
 //! | [`Binning`] | [`algo::Binning`](crate::algo::Binning): size classes into fixed-size bins | ignored |
-//! | [`StreamOrderedPool`] (`alloc`) | a TLSF list with one partition per stream | ordered on reuse across streams |
+//! | [`StreamOrderedPool`] (`alloc`) | one TLSF heap per stream, each with its own lock, free blocks partitioned by the stream that freed them | ordered when a block crosses streams |
 //! | [`Arena`] (`alloc`) | [`algo::GlobalArena`](crate::algo::GlobalArena) + one [`algo::SubArena`](crate::algo::SubArena) per stream, each with its own lock | ordered when memory crosses streams |
 //!
 //! ```
@@ -47,4 +47,4 @@ pub use binning::Binning;
 pub use fixed::FixedSize;
 pub use pool::Pool;
 #[cfg(feature = "alloc")]
-pub use stream_ordered::{NoOrdering, StreamOrderedPool, StreamPoolStats};
+pub use stream_ordered::{DEFAULT_POOL_STREAMS, NoOrdering, StreamOrderedPool, StreamPoolStats};

@@ -1,14 +1,18 @@
-//! The stream-ordered pool: one free list per stream, ordering only when a block crosses
-//! streams (feature `alloc`).
+//! The stream-ordered pool: one heap per stream, each behind its own lock; ordering only when a
+//! block crosses streams (feature `alloc`).
 
 use alloc::vec::Vec;
 
+use super::table::StreamTable;
 use crate::algo::{CoalescingList, PartitionId, PoolConfig};
-use crate::sync::Mutex;
+use crate::sync::{AtomicU64, Mutex, Ordering};
 use crate::{
-    DEFAULT_ALIGNMENT, Error, MemoryResource, StreamKey, StreamOrder, Upstream, align_down,
+    DEFAULT_ALIGNMENT, Error, MemoryResource, Range, StreamKey, StreamOrder, Upstream, align_down,
     align_up,
 };
+
+/// The default bound on the streams a [`StreamOrderedPool`] serves at once.
+pub const DEFAULT_POOL_STREAMS: usize = 64;
 
 /// A [`StreamOrder`] that does nothing: for programs in which every "stream" is the same queue
 /// (host code, or a device with one stream), where a block freed on one is safe on all.
@@ -42,201 +46,206 @@ impl StreamOrder for NoOrdering {
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StreamPoolStats {
-    /// Blocks taken from another stream's free list (each cost one `order_after`).
+    /// Blocks taken from another stream's free blocks (each cost one `order_after`).
     pub steals: u64,
-    /// Whole free lists of other streams merged into a stream's list (each cost one
-    /// `order_after`, unless the list held only never-used memory).
+    /// Whole free lists of other streams merged into a stream's (each cost one
+    /// `order_after`).
     pub merges: u64,
     /// Streams retired with [`StreamOrderedPool::retire_stream`].
     pub retired: u64,
-    /// Streams that have a free list now.
+    /// Streams that have a heap now.
     pub streams: usize,
     /// Bytes held from the upstream.
     pub pool_size: u64,
-    /// Free bytes, over all streams.
+    /// Free bytes, over all heaps (and the memory no stream has taken yet).
     pub free_bytes: u64,
     /// Bytes in live blocks (each rounded up to 256).
     pub live_bytes: u64,
 }
 
-/// Who a partition of the list belongs to.
+/// Who freed the blocks of a partition of a heap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Owner {
-    /// Partition 0: memory fresh from the upstream that no stream has used yet; anyone may
-    /// take it with no ordering.
-    Fresh,
-    /// The free list of a stream: blocks freed on it.
+enum Freer {
+    /// A stream: its work must be waited for before another stream reuses the blocks.
     Stream(StreamKey),
-    /// The list of a retired stream, empty, waiting to serve a new stream.
+    /// Nobody: an unused partition (it has no free block), ready for a new stream.
     Spare,
 }
 
-/// The partition of fresh memory.
-const FRESH: PartitionId = 0;
-
+/// A stream's heap: the chunks it grew by, as the chunks of a [`CoalescingList`] whose free
+/// blocks are partitioned by the stream that freed them.
 #[derive(Debug)]
-struct State<U, const N: usize, const P: usize> {
-    upstream: U,
+struct Heap<const N: usize, const P: usize> {
     list: CoalescingList<N, P>,
-    /// The maximum pool size, rounded down to 256.
-    maximum: Option<u64>,
-    /// Stream → its partition. Invariant: keys distinct, and `owners[p] == Stream(key)` for
-    /// every entry `(key, p)` (and for no other partition).
-    streams: Vec<(StreamKey, PartitionId)>,
-    /// Partition → owner. Invariant: `owners.len() == list.partition_count()`,
-    /// `owners[0] == Fresh`, and a `Spare` partition has no free block.
-    owners: Vec<Owner>,
+    /// Partition → who freed its blocks. Partition 0 is the heap's owner: the stream it
+    /// serves (the shared stream once that one is retired). Invariants: `parts.len() ==
+    /// list.partition_count()`; no two partitions name the same stream; a `Spare` partition
+    /// has no free block.
+    parts: Vec<Freer>,
     /// The `Spare` partitions.
     spare: Vec<PartitionId>,
-    steals: u64,
-    merges: u64,
-    retired: u64,
 }
 
-impl<U: Upstream, const N: usize, const P: usize> State<U, N, P> {
-    #[inline]
-    fn lookup(&self, stream: StreamKey) -> Option<PartitionId> {
-        self.streams
-            .iter()
-            .find(|&&(k, _)| k == stream)
-            .map(|&(_, p)| p)
+impl<const N: usize, const P: usize> Heap<N, P> {
+    fn new() -> Self {
+        Self {
+            list: CoalescingList::with_fixed_capacity(),
+            parts: alloc::vec![Freer::Spare],
+            spare: Vec::new(),
+        }
     }
 
-    /// Gives `stream` a partition (a spare one, or a new one).
+    fn owner(&self) -> Freer {
+        self.parts[0]
+    }
+
+    /// The partition of blocks freed on `stream`, if there is one.
+    #[inline]
+    fn part_of(&self, stream: StreamKey) -> Option<PartitionId> {
+        self.parts
+            .iter()
+            .position(|&f| f == Freer::Stream(stream))
+            .map(|p| p as PartitionId)
+    }
+
+    /// The partition of blocks freed on `stream`, made if needed.
     ///
     /// # Errors
     ///
-    /// [`Error::MetadataExhausted`] when no partition is left; nothing changes then.
-    fn add_stream(&mut self, stream: StreamKey) -> Result<PartitionId, Error> {
-        debug_assert!(self.lookup(stream).is_none());
+    /// [`Error::MetadataExhausted`] when the list has no partition left; nothing changes.
+    fn part_for(&mut self, stream: StreamKey) -> Result<PartitionId, Error> {
+        if let Some(p) = self.part_of(stream) {
+            return Ok(p);
+        }
         let p = match self.spare.pop() {
             Some(p) => p,
             None => {
                 let p = self.list.add_partition()?;
-                debug_assert_eq!(p as usize, self.owners.len());
-                self.owners.push(Owner::Spare);
+                debug_assert_eq!(p as usize, self.parts.len());
+                self.parts.push(Freer::Spare);
                 p
             }
         };
-        debug_assert_eq!(
-            self.list.free_bytes_in(p),
-            0,
-            "a spare partition holds blocks"
-        );
-        self.owners[p as usize] = Owner::Stream(stream);
-        self.streams.push((stream, p));
+        debug_assert_eq!(self.list.free_bytes_in(p), 0);
+        self.parts[p as usize] = Freer::Stream(stream);
         Ok(p)
     }
 
-    fn partition_for(&mut self, stream: StreamKey) -> Result<PartitionId, Error> {
-        match self.lookup(stream) {
-            Some(p) => Ok(p),
-            None => self.add_stream(stream),
-        }
-    }
-
-    /// Takes a new chunk for a block of `need` bytes into partition `part`: RMM's policy
-    /// (double the pool, or half the room left under a maximum), halving on refusal, never
-    /// below `need`.
-    fn grow(&mut self, part: PartitionId, need: u64) -> Result<(), Error> {
-        let pool_size = self.list.chunk_bytes();
-        let mut size = match self.maximum {
-            Some(max) => {
-                let room = max.saturating_sub(pool_size);
-                if need > room {
-                    return Err(Error::OutOfMemory {
-                        requested: need,
-                        largest_free: 0,
-                        total_free: 0,
-                    });
-                }
-                need.max(align_down(room / 2, DEFAULT_ALIGNMENT))
-            }
-            None => need.max(pool_size),
+    /// Labels the blocks freed on `from` as freed on `to` (the caller ordered `to` after
+    /// `from`), merging them into `to`'s partition when there is one; the partition with the
+    /// lower id stays, so the owner's stays partition 0.
+    fn relabel(&mut self, from: StreamKey, to: StreamKey) -> Result<(), Error> {
+        let Some(p) = self.part_of(from) else {
+            return Ok(());
         };
-        loop {
-            match self.upstream.allocate(size, DEFAULT_ALIGNMENT) {
-                Ok(chunk) => {
-                    if let Err(e) = self.list.add_chunk_in(part, chunk) {
-                        // Not kept: straight back (an error here could only leak it upstream).
-                        let _ = self.upstream.deallocate(chunk);
-                        return Err(e);
-                    }
-                    return Ok(());
-                }
-                Err(Error::OutOfMemory { .. }) if size > need => {
-                    size = need.max(align_down(size / 2, DEFAULT_ALIGNMENT));
-                }
-                Err(e) => return Err(e),
+        match self.part_of(to) {
+            Some(q) => {
+                let (keep, drop) = (p.min(q), p.max(q));
+                self.list.merge_partition(drop, keep)?;
+                self.parts[keep as usize] = Freer::Stream(to);
+                self.parts[drop as usize] = Freer::Spare;
+                self.spare.push(drop);
             }
+            None => self.parts[p as usize] = Freer::Stream(to),
         }
+        self.check();
+        Ok(())
     }
 
-    /// Gives every wholly free chunk back to the upstream. Precondition: every free block is
-    /// in partition `part` (so a chunk the upstream refuses goes back where it was).
-    fn trim_all_in(&mut self, part: PartitionId) -> Result<u64, Error> {
-        debug_assert_eq!(self.list.free_bytes_in(part), self.list.free_bytes());
-        let mut released = 0;
-        while let Some(chunk) = self.list.take_free_chunk() {
-            if let Err(e) = self.upstream.deallocate(chunk) {
-                // The chunk's two nodes were just released, so this cannot fail.
-                let _ = self.list.add_chunk_in(part, chunk);
-                return Err(e);
-            }
-            released += chunk.len;
+    /// Makes the heap `stream`'s: free blocks of the previous owner move to a partition of
+    /// their own first, so that `stream` takes them only after ordering.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::MetadataExhausted`] when that partition cannot be made; nothing changes.
+    fn adopt(&mut self, stream: StreamKey) -> Result<(), Error> {
+        if let Freer::Stream(old) = self.owner()
+            && self.list.free_bytes_in(0) > 0
+        {
+            // Make a partition for `old` (not partition 0, which `part_for` would find).
+            self.parts[0] = Freer::Spare;
+            let q = match self.part_for(old) {
+                Ok(q) => q,
+                Err(e) => {
+                    self.parts[0] = Freer::Stream(old);
+                    return Err(e);
+                }
+            };
+            self.list.merge_partition(0, q)?;
         }
-        Ok(released)
+        if let Some(p) = self.part_of(stream) {
+            // Blocks `stream` freed here before: its own now.
+            self.list.merge_partition(p, 0)?;
+            self.parts[p as usize] = Freer::Spare;
+            self.spare.push(p);
+        }
+        self.parts[0] = Freer::Stream(stream);
+        self.check();
+        Ok(())
     }
 
     fn check(&self) {
-        debug_assert_eq!(self.owners.len(), self.list.partition_count());
-        debug_assert_eq!(self.owners.first(), Some(&Owner::Fresh));
-        debug_assert!(
-            self.streams
-                .iter()
-                .all(|&(k, p)| self.owners[p as usize] == Owner::Stream(k))
-        );
-        debug_assert!(
-            self.spare.iter().all(
-                |&p| self.owners[p as usize] == Owner::Spare && self.list.free_bytes_in(p) == 0
-            )
-        );
+        debug_assert_eq!(self.parts.len(), self.list.partition_count());
+        debug_assert!(self.parts.iter().enumerate().all(|(p, f)| match f {
+            Freer::Spare => self.list.free_bytes_in(p as PartitionId) == 0,
+            Freer::Stream(s) => self.part_of(*s) == Some(p as PartitionId),
+        }));
     }
 }
 
-/// A pool with one free list per stream, RMM's `stream_ordered_memory_resource` over strata's
-/// TLSF list: a block freed on stream `S` is reused on `S` at once, with no ordering call; a
+/// What the pool holds from the upstream.
+#[derive(Debug)]
+struct Global<U> {
+    upstream: U,
+    /// The maximum pool size, rounded down to 256.
+    maximum: Option<u64>,
+    /// Bytes held from the upstream: every heap's chunks and the reserve.
+    pool_size: u64,
+    /// Chunks no stream has used yet (the initial size): the first stream that needs memory
+    /// takes one with no ordering.
+    reserve: Vec<Range>,
+}
+
+/// A pool with one free list per stream, RMM's `stream_ordered_memory_resource` rebuilt for
+/// many threads: a block freed on stream `S` is reused on `S` at once, with no ordering call; a
 /// block that moves to another stream `W` costs one [`StreamOrder::order_after`]`(W, S)`, made
 /// at the moment it moves (RMM records an event on every free instead).
 ///
+/// # Structure
+///
+/// Each stream has a *heap*: the chunks it took from the upstream, as a TLSF
+/// [`CoalescingList`], behind a lock of its own, found through a lock-free stream table. A
+/// heap's free blocks are partitioned by the stream that freed them (partition 0: the heap's
+/// own stream). So threads on different streams share no lock on the fast path.
+///
 /// # Allocation on stream `W`
 ///
-/// 1. From `W`'s own free list (no ordering).
-/// 2. Else one block from another list that has one that fits: never-used memory freely, a
-///    block of stream `S` after `order_after(W, S)` (a *steal*). What is left of the block
-///    stays in `S`'s list.
-/// 3. Else, like RMM, whole lists of other streams are merged into `W`'s, each after
-///    `order_after(W, S)`, until a block fits.
-/// 4. Else the pool grows from the upstream (RMM's policy: by the pool's size, or by half the
-///    room left under the maximum), and if the upstream refuses, gives back its wholly free
-///    chunks and grows once more (all free blocks are `W`'s by then, so that is safe).
+/// 1. From `W`'s heap, blocks `W` freed there (no ordering).
+/// 2. Else a chunk never used yet (the initial size), moved into `W`'s heap (no ordering).
+/// 3. Else one block, from `W`'s heap or another, freed by `W` (no ordering) or by another
+///    stream `S` (after `order_after(W, S)`: a *steal*). What is left of it stays with `S`.
+/// 4. Else, like RMM, whole free lists of other streams are merged into `W`'s, heap by heap,
+///    each after `order_after(W, S)`, until a block fits.
+/// 5. Else `W`'s heap grows from the upstream (doubling it, or by half the room left under the
+///    maximum); if the upstream refuses, the wholly free chunks of every heap (all `W`'s after
+///    step 4) go back and the heap grows once more.
 ///
-/// # Freeing
+/// # Freeing on stream `S`
 ///
-/// A free on `S` puts the block in `S`'s list; it calls nothing. Free a block on the stream
-/// that used it last (or order that stream after the others that used it first).
+/// The block goes back to the heap it came from, into `S`'s partition there; no ordering call.
+/// Free a block on the stream that used it last (or order that stream after the others first).
 ///
 /// # Streams that go away
 ///
-/// [`retire_stream`](Self::retire_stream)`(S)` hands `S`'s free blocks to the *shared stream*
-/// (the default stream unless [`with_shared_stream`](Self::with_shared_stream) says otherwise)
-/// after `order_after(shared, S)`; then `S` may be destroyed. A block of a retired stream is
-/// reused by another stream only after that stream is ordered after the shared one, hence after
-/// `S`'s work. The pool never strands blocks: retire every stream before destroying it.
+/// [`retire_stream`](Self::retire_stream)`(S)` labels every block freed on `S` as freed on
+/// the *shared stream* (the default stream unless
+/// [`with_shared_stream`](Self::with_shared_stream) says otherwise), after
+/// `order_after(shared, S)`; then `S` may be destroyed. Its heap goes to the next new stream.
+/// Nothing is stranded.
 ///
-/// All of this happens under one lock (as in RMM); `order_after` is called with the lock held.
-/// Metadata: `N` list nodes and `P` partitions inline (0: growable), as in [`CoalescingList`];
-/// the stream table is on the heap.
+/// At most `max_streams` streams have a heap at once (64 by default). `N`, `P`: nodes and
+/// partitions inline in each heap's list (0: growable); with `P > 0` a heap takes frees from at
+/// most `P - 1` streams besides its own.
 ///
 /// ```
 /// use strata_core::algo::PoolConfig;
@@ -262,16 +271,23 @@ impl<U: Upstream, const N: usize, const P: usize> State<U, N, P> {
 pub struct StreamOrderedPool<U: Upstream, O: StreamOrder, const N: usize = 0, const P: usize = 0> {
     order: O,
     shared: StreamKey,
-    state: Mutex<State<U, N, P>>,
+    /// Stream → its heap. Lock order: the table's insert lock, then one heap (never two),
+    /// then the global state.
+    table: StreamTable<Heap<N, P>>,
+    global: Mutex<Global<U>>,
+    steals: AtomicU64,
+    merges: AtomicU64,
+    retired: AtomicU64,
 }
 
 impl<U: Upstream, O: StreamOrder> StreamOrderedPool<U, O> {
     /// A pool over `upstream` with growable metadata, ordering streams through `order`,
-    /// taking `config.initial_size` bytes now (as never-used memory, free for any stream).
+    /// taking `config.initial_size` bytes now (memory the first stream to need it takes with no
+    /// ordering); up to [`DEFAULT_POOL_STREAMS`] streams at once.
     ///
     /// # Errors
     ///
-    /// As [`with_list`](Self::with_list).
+    /// As [`with_streams`](Self::with_streams).
     ///
     /// ```
     /// use strata_core::algo::PoolConfig;
@@ -282,41 +298,37 @@ impl<U: Upstream, O: StreamOrder> StreamOrderedPool<U, O> {
     /// # Ok::<(), strata_core::Error>(())
     /// ```
     pub fn new(upstream: U, order: O, config: PoolConfig) -> Result<Self, Error> {
-        Self::with_list(upstream, order, CoalescingList::new(), config)
+        Self::with_streams(upstream, order, config, DEFAULT_POOL_STREAMS)
     }
 }
 
 impl<U: Upstream, O: StreamOrder, const N: usize, const P: usize> StreamOrderedPool<U, O, N, P> {
-    /// A pool that keeps its blocks in `list` (empty; e.g. a fixed-capacity one: each stream
-    /// takes a partition, partition 0 holds never-used memory).
+    /// As [`new`](Self::new), for up to `max_streams` streams at once, with `N` nodes and `P`
+    /// partitions inline in each heap's list (0: growable).
     ///
     /// # Errors
     ///
-    /// [`Error::Unsupported`] when `list` is not empty; [`Error::SizeOverflow`] or
+    /// [`Error::Unsupported`] for `max_streams == 0`; [`Error::SizeOverflow`] or
     /// [`Error::LimitExceeded`] for an initial size that overflows or exceeds the maximum;
-    /// the upstream's error when it cannot provide the initial size;
-    /// [`Error::MetadataExhausted`] when the list has no room.
+    /// then the upstream's error when it cannot provide the initial size.
     ///
     /// ```
-    /// use strata_core::algo::{CoalescingList, PoolConfig};
+    /// use strata_core::algo::PoolConfig;
     /// use strata_core::resources::{NoOrdering, StreamOrderedPool};
-    /// use strata_core::SimUpstream;
-    /// let list = CoalescingList::<256, 4>::with_fixed_capacity(); // 3 streams at once
-    /// let pool = StreamOrderedPool::with_list(SimUpstream::new(1 << 20), NoOrdering, list, PoolConfig::new(4096))?;
-    /// assert_eq!(pool.stats().pool_size, 4096);
-    /// # Ok::<(), strata_core::Error>(())
+    /// use strata_core::{Error, MemoryResource, SimUpstream, StreamKey};
+    /// let pool: StreamOrderedPool<_, _, 256, 4> =
+    ///     StreamOrderedPool::with_streams(SimUpstream::new(1 << 20), NoOrdering, PoolConfig::new(0), 1)?;
+    /// pool.allocate(256, 256, StreamKey(1))?;
+    /// assert_eq!(pool.allocate(256, 256, StreamKey(2)), Err(Error::MetadataExhausted { capacity: 1 }));
+    /// # Ok::<(), Error>(())
     /// ```
-    pub fn with_list(
+    pub fn with_streams(
         mut upstream: U,
         order: O,
-        mut list: CoalescingList<N, P>,
         config: PoolConfig,
+        max_streams: usize,
     ) -> Result<Self, Error> {
-        if list.chunk_count() != 0 || list.partition_count() != 1 {
-            return Err(Error::Unsupported {
-                what: "a stream-ordered pool over a list that is not empty",
-            });
-        }
+        let table = StreamTable::new(max_streams, Heap::new)?;
         let initial =
             align_up(config.initial_size, DEFAULT_ALIGNMENT).ok_or(Error::SizeOverflow {
                 requested: config.initial_size,
@@ -333,33 +345,28 @@ impl<U: Upstream, O: StreamOrder, const N: usize, const P: usize> StreamOrderedP
                 limit: max,
             });
         }
+        let mut reserve = Vec::new();
         if initial > 0 {
-            let chunk = upstream.allocate(initial, DEFAULT_ALIGNMENT)?;
-            if let Err(e) = list.add_chunk_in(FRESH, chunk) {
-                let _ = upstream.deallocate(chunk);
-                return Err(e);
-            }
+            reserve.push(upstream.allocate(initial, DEFAULT_ALIGNMENT)?);
         }
-        let owners = alloc::vec![Owner::Fresh];
         Ok(Self {
             order,
             shared: StreamKey::DEFAULT,
-            state: Mutex::new(State {
+            table,
+            global: Mutex::new(Global {
                 upstream,
-                list,
                 maximum,
-                streams: Vec::new(),
-                owners,
-                spare: Vec::new(),
-                steals: 0,
-                merges: 0,
-                retired: 0,
+                pool_size: initial,
+                reserve,
             }),
+            steals: AtomicU64::new(0),
+            merges: AtomicU64::new(0),
+            retired: AtomicU64::new(0),
         })
     }
 
     /// The same pool with another shared stream: the one that inherits the free blocks of
-    /// retired streams. It must outlive the pool.
+    /// retired streams. It must outlive the pool. Set it before the first allocation.
     ///
     /// ```
     /// use strata_core::algo::PoolConfig;
@@ -403,7 +410,7 @@ impl<U: Upstream, O: StreamOrder, const N: usize, const P: usize> StreamOrderedP
         &self.order
     }
 
-    /// The pool's counters.
+    /// The pool's counters (takes every lock in turn: for reports, not for hot paths).
     ///
     /// ```
     /// use strata_core::algo::PoolConfig;
@@ -416,19 +423,26 @@ impl<U: Upstream, O: StreamOrder, const N: usize, const P: usize> StreamOrderedP
     /// # Ok::<(), strata_core::Error>(())
     /// ```
     pub fn stats(&self) -> StreamPoolStats {
-        let st = self.state.lock();
+        let (mut free_bytes, mut live_bytes) = (0, 0);
+        for i in self.table.used() {
+            let h = self.table.lock(i);
+            free_bytes += h.list.free_bytes();
+            live_bytes += h.list.live_bytes();
+        }
+        let g = self.global.lock();
+        free_bytes += g.reserve.iter().map(|r| r.len).sum::<u64>();
         StreamPoolStats {
-            steals: st.steals,
-            merges: st.merges,
-            retired: st.retired,
-            streams: st.streams.len(),
-            pool_size: st.list.chunk_bytes(),
-            free_bytes: st.list.free_bytes(),
-            live_bytes: st.list.live_bytes(),
+            steals: self.steals.load(Ordering::Relaxed),
+            merges: self.merges.load(Ordering::Relaxed),
+            retired: self.retired.load(Ordering::Relaxed),
+            streams: self.table.streams(),
+            pool_size: g.pool_size,
+            free_bytes,
+            live_bytes,
         }
     }
 
-    /// Free bytes in `stream`'s list (0 for a stream the pool does not know).
+    /// Free bytes freed on `stream`, over every heap.
     ///
     /// ```
     /// use strata_core::algo::PoolConfig;
@@ -441,21 +455,24 @@ impl<U: Upstream, O: StreamOrder, const N: usize, const P: usize> StreamOrderedP
     /// # Ok::<(), strata_core::Error>(())
     /// ```
     pub fn free_bytes_on(&self, stream: StreamKey) -> u64 {
-        let st = self.state.lock();
-        st.lookup(stream).map_or(0, |p| st.list.free_bytes_in(p))
+        self.table
+            .used()
+            .map(|i| {
+                let h = self.table.lock(i);
+                h.part_of(stream).map_or(0, |p| h.list.free_bytes_in(p))
+            })
+            .sum()
     }
 
-    /// Retires `stream`: its free blocks go to the shared stream's list, after
-    /// `order_after(shared, stream)` (only if it has free blocks), and its list is recycled for
-    /// a future stream. Call it before destroying the stream; afterwards the stream may be
-    /// destroyed with no block stranded. Freeing on `stream` again later simply gives it a new
-    /// list. Retiring a stream the pool does not know does nothing.
+    /// Retires `stream`: every block freed on it becomes a block freed on the shared stream,
+    /// after `order_after(shared, stream)`; its heap goes to the next new stream. Call it after
+    /// the last free on `stream` and before destroying it. Retiring a stream the pool never saw
+    /// does nothing.
     ///
     /// # Errors
     ///
     /// [`Error::Unsupported`] for the shared stream itself; the stream order's error (nothing
-    /// changes then); [`Error::MetadataExhausted`] when the shared stream needs a list and none
-    /// is left.
+    /// changes then).
     ///
     /// ```
     /// use strata_core::algo::PoolConfig;
@@ -480,37 +497,43 @@ impl<U: Upstream, O: StreamOrder, const N: usize, const P: usize> StreamOrderedP
                 what: "retiring the shared stream of a stream-ordered pool",
             });
         }
-        let mut guard = self.state.lock();
-        let st = &mut *guard;
-        let Some(i) = st.streams.iter().position(|&(k, _)| k == stream) else {
-            return Ok(());
+        let mut ordered = false;
+        let mut order_once = || -> Result<(), Error> {
+            if !ordered {
+                self.order.order_after(self.shared, stream)?;
+                ordered = true;
+            }
+            Ok(())
         };
-        let p = st.streams[i].1;
-        if st.list.free_bytes_in(p) > 0 {
-            self.order.order_after(self.shared, stream)?;
-            let into = st.partition_for(self.shared)?;
-            st.list.merge_partition(p, into)?;
+        let had_heap = self.table.retire(stream, |h| {
+            order_once()?;
+            h.relabel(stream, self.shared)
+        })?;
+        for i in self.table.used() {
+            let mut h = self.table.lock(i);
+            if h.part_of(stream).is_some() {
+                order_once()?;
+                h.relabel(stream, self.shared)?;
+            }
         }
-        st.streams.swap_remove(i);
-        st.owners[p as usize] = Owner::Spare;
-        st.spare.push(p);
-        st.retired += 1;
-        st.check();
+        if had_heap {
+            self.retired.fetch_add(1, Ordering::Relaxed);
+        }
         Ok(())
     }
 
     /// Gives the wholly free chunks back to the upstream; returns the bytes given back.
     ///
-    /// To keep stream order, every stream's free blocks first move to the shared stream's list
-    /// (each after `order_after(shared, S)`), as if all streams were retired; the chunks then
-    /// go back. The upstream itself is not stream-ordered: call this when the streams'
-    /// work on those blocks is complete (a device synchronize), or over an upstream whose free
-    /// waits for the device (as `cuMemFree` does).
+    /// To keep stream order, every heap's free blocks are first labelled as freed on the
+    /// shared stream (each after `order_after(shared, S)`), as if all streams were retired;
+    /// the chunks then go back. The upstream itself is not stream-ordered: call this when the
+    /// streams' work on those blocks is complete (a device synchronize), or over an upstream
+    /// whose free waits for the device (as `cuMemFree` does).
     ///
     /// # Errors
     ///
-    /// The stream order's error (the lists merged so far stay merged), or the upstream's
-    /// error when it refuses a chunk (that chunk stays, in the shared stream's list).
+    /// The stream order's error (the lists merged so far stay merged); the upstream's error
+    /// when it refuses a chunk (that chunk stays, freed on the shared stream).
     ///
     /// ```
     /// use strata_core::algo::PoolConfig;
@@ -524,83 +547,275 @@ impl<U: Upstream, O: StreamOrder, const N: usize, const P: usize> StreamOrderedP
     /// # Ok::<(), strata_core::Error>(())
     /// ```
     pub fn trim(&self) -> Result<u64, Error> {
-        let mut guard = self.state.lock();
-        let st = &mut *guard;
-        let into = st.partition_for(self.shared)?;
-        for q in 0..st.owners.len() {
-            let q = q as PartitionId;
-            if q == into || st.list.free_bytes_in(q) == 0 {
-                continue;
-            }
-            if let Owner::Stream(s) = st.owners[q as usize] {
-                self.order.order_after(self.shared, s)?;
-            }
-            st.list.merge_partition(q, into)?;
+        let mut released = self.release_reserve();
+        for i in self.table.used() {
+            let mut h = self.table.lock(i);
+            released += self.trim_heap(&mut h, self.shared)?;
         }
-        let released = st.trim_all_in(into);
-        st.check();
+        Ok(released)
+    }
+
+    /// Gives the reserve back to the upstream; returns the bytes given back. A chunk the
+    /// upstream refuses stays in the reserve.
+    fn release_reserve(&self) -> u64 {
+        let mut g = self.global.lock();
+        let Global {
+            upstream,
+            reserve,
+            pool_size,
+            ..
+        } = &mut *g;
+        let mut released = 0;
+        reserve.retain(|&chunk| match upstream.deallocate(chunk) {
+            Ok(()) => {
+                released += chunk.len;
+                false
+            }
+            Err(_) => true,
+        });
+        *pool_size -= released;
         released
     }
 
-    #[cold]
-    fn allocate_slow(
+    /// Merges every free list of heap `h` into the partition of `into`, each after
+    /// `order_after(into, S)`; with `fit = Some((size, align))`, stops as soon as a block of
+    /// that request can be allocated, and returns it.
+    fn merge_into(
         &self,
-        st: &mut State<U, N, P>,
-        p: PartitionId,
-        stream: StreamKey,
-        size: u64,
-        align: u64,
-    ) -> Result<u64, Error> {
-        // 2. A block of another list that surely fits.
-        if let Some(q) = st.list.find_partition_with_fit(size, align, p) {
-            match st.owners[q as usize] {
-                Owner::Stream(s) => {
-                    self.order.order_after(stream, s)?;
-                    st.steals += 1;
-                }
-                Owner::Fresh => {}
-                Owner::Spare => debug_assert!(false, "a spare partition had a free block"),
-            }
-            return st.list.allocate_in(q, size, align).map(|r| r.start);
-        }
-        // 3. Whole lists of other streams, until one block fits.
-        for q in 0..st.owners.len() {
+        h: &mut Heap<N, P>,
+        into: StreamKey,
+        fit: Option<(u64, u64)>,
+    ) -> Result<Option<u64>, Error> {
+        let target = h.part_for(into)?;
+        for q in 0..h.parts.len() {
             let q = q as PartitionId;
-            if q == p || st.list.free_bytes_in(q) == 0 {
+            if q == target || h.list.free_bytes_in(q) == 0 {
                 continue;
             }
-            if let Owner::Stream(s) = st.owners[q as usize] {
-                self.order.order_after(stream, s)?;
+            if let Freer::Stream(s) = h.parts[q as usize] {
+                self.order.order_after(into, s)?;
             }
-            st.list.merge_partition(q, p)?;
-            st.merges += 1;
-            match st.list.allocate_in(p, size, align) {
-                Err(Error::OutOfMemory { .. }) => {}
-                other => return other.map(|r| r.start),
-            }
-        }
-        // 4. Grow; if the upstream refuses, give back wholly free chunks (every free block is
-        // in `p` now) and grow once more.
-        let need = CoalescingList::<N, P>::min_block_for(size, align)?;
-        let grown = match st.grow(p, need) {
-            Err(first @ Error::OutOfMemory { .. }) => {
-                if st.trim_all_in(p)? > 0 {
-                    st.grow(p, need)
-                } else {
-                    Err(first)
+            h.list.merge_partition(q, target)?;
+            self.merges.fetch_add(1, Ordering::Relaxed);
+            if let Some((size, align)) = fit {
+                match h.list.allocate_in(target, size, align) {
+                    Err(Error::OutOfMemory { .. }) => {}
+                    other => return other.map(|r| Some(r.start)),
                 }
             }
-            other => other,
-        };
-        match grown {
-            Ok(()) => st.list.allocate_in(p, size, align).map(|r| r.start),
-            Err(Error::OutOfMemory { .. }) => Err(Error::OutOfMemory {
-                requested: size,
-                largest_free: st.list.largest_free(),
-                total_free: st.list.free_bytes(),
-            }),
-            Err(e) => Err(e),
         }
+        Ok(None)
+    }
+
+    /// Merges heap `h`'s free lists into `into`'s (ordered) and gives its wholly free chunks
+    /// back to the upstream; returns the bytes given back.
+    fn trim_heap(&self, h: &mut Heap<N, P>, into: StreamKey) -> Result<u64, Error> {
+        self.merge_into(h, into, None)?;
+        let mut released = 0;
+        while let Some(chunk) = h.list.take_free_chunk() {
+            let mut g = self.global.lock();
+            if let Err(e) = g.upstream.deallocate(chunk) {
+                // The chunk's nodes were just released, so this cannot fail; every free block
+                // of the heap is `into`'s now.
+                let target = h.part_for(into);
+                debug_assert!(target.is_ok());
+                let back = target.and_then(|p| h.list.add_chunk_in(p, chunk));
+                debug_assert!(back.is_ok());
+                return Err(e);
+            }
+            g.pool_size -= chunk.len;
+            released += chunk.len;
+        }
+        Ok(released)
+    }
+
+    /// One block of heap `h` for stream `w`: freed by `w` (no ordering), or by another stream
+    /// (after ordering `w` after it).
+    fn steal_in(
+        &self,
+        h: &mut Heap<N, P>,
+        w: StreamKey,
+        size: u64,
+        align: u64,
+    ) -> Result<Option<u64>, Error> {
+        let mine = h.part_of(w);
+        if let Some(p) = mine {
+            match h.list.allocate_in(p, size, align) {
+                Err(Error::OutOfMemory { .. }) => {}
+                other => return other.map(|r| Some(r.start)),
+            }
+        }
+        // `find_partition_with_fit` skips one partition: `w`'s, or one past the last.
+        let exclude = mine.unwrap_or(h.parts.len().min(PartitionId::MAX as usize) as PartitionId);
+        let Some(q) = h.list.find_partition_with_fit(size, align, exclude) else {
+            return Ok(None);
+        };
+        match h.parts[q as usize] {
+            Freer::Stream(s) => {
+                self.order.order_after(w, s)?;
+                self.steals.fetch_add(1, Ordering::Relaxed);
+            }
+            Freer::Spare => debug_assert!(false, "a spare partition had a free block"),
+        }
+        h.list.allocate_in(q, size, align).map(|r| Some(r.start))
+    }
+
+    /// A never-used chunk of at least `need` bytes from the reserve, if there is one.
+    fn take_reserve(&self, need: u64) -> Option<Range> {
+        let mut g = self.global.lock();
+        let i = g.reserve.iter().position(|r| r.len >= need)?;
+        Some(g.reserve.swap_remove(i))
+    }
+
+    /// Grows heap `h` (stream `w`'s, locked by the caller) by a chunk for a block of `need`
+    /// bytes, into its partition 0.
+    fn grow(&self, h: &mut Heap<N, P>, need: u64) -> Result<(), Error> {
+        let mut g = self.global.lock();
+        let mut size = match g.maximum {
+            Some(max) => {
+                let room = max.saturating_sub(g.pool_size);
+                if need > room {
+                    return Err(Error::OutOfMemory {
+                        requested: need,
+                        largest_free: 0,
+                        total_free: 0,
+                    });
+                }
+                need.max(align_down(room / 2, DEFAULT_ALIGNMENT))
+            }
+            // The heap doubles (RMM doubles its one pool).
+            None => need.max(h.list.chunk_bytes()),
+        };
+        loop {
+            match g.upstream.allocate(size, DEFAULT_ALIGNMENT) {
+                Ok(chunk) => {
+                    if let Err(e) = h.list.add_chunk_in(0, chunk) {
+                        // Not kept: straight back (an error here could only leak it upstream).
+                        let _ = g.upstream.deallocate(chunk);
+                        return Err(e);
+                    }
+                    g.pool_size += chunk.len;
+                    return Ok(());
+                }
+                Err(Error::OutOfMemory { .. }) if size > need => {
+                    size = need.max(align_down(size / 2, DEFAULT_ALIGNMENT));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Steps 2 to 5 of the allocation (see the type's documentation), for stream `w` whose
+    /// heap is slot `i`.
+    #[cold]
+    fn allocate_slow(&self, i: usize, w: StreamKey, size: u64, align: u64) -> Result<u64, Error> {
+        let need = CoalescingList::<N, P>::min_block_for(size, align)?;
+        // 2. A never-used chunk.
+        if let Some(chunk) = self.take_reserve(need) {
+            let mut h = self.table.lock(i);
+            if let Err(e) = h.list.add_chunk_in(0, chunk) {
+                drop(h);
+                self.global.lock().reserve.push(chunk);
+                return Err(e);
+            }
+            return h.list.allocate_in(0, size, align).map(|r| r.start);
+        }
+        // 3. One block: `w`'s own heap first, then the others, one lock at a time.
+        let others = self.table.used().filter(|&j| j != i);
+        for j in core::iter::once(i).chain(others.clone()) {
+            let mut h = self.table.lock(j);
+            if let Some(a) = self.steal_in(&mut h, w, size, align)? {
+                return Ok(a);
+            }
+        }
+        // 4. Whole free lists, heap by heap.
+        for j in core::iter::once(i).chain(others.clone()) {
+            let mut h = self.table.lock(j);
+            match self.merge_into(&mut h, w, Some((size, align))) {
+                Ok(Some(a)) => return Ok(a),
+                // A heap with no partition left for `w`: skip it.
+                Ok(None) | Err(Error::MetadataExhausted { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        // 5. Grow; if the upstream refuses, give back what is wholly free and grow again.
+        let grown = {
+            let mut h = self.table.lock(i);
+            match self.grow(&mut h, need) {
+                Ok(()) => return h.list.allocate_in(0, size, align).map(|r| r.start),
+                Err(e) => e,
+            }
+        };
+        if !matches!(grown, Error::OutOfMemory { .. }) {
+            return Err(grown);
+        }
+        let mut released = self.release_reserve();
+        for j in core::iter::once(i).chain(others) {
+            let mut h = self.table.lock(j);
+            match self.trim_heap(&mut h, w) {
+                Ok(n) => released += n,
+                Err(Error::MetadataExhausted { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let mut h = self.table.lock(i);
+        if released > 0 {
+            match self.grow(&mut h, need) {
+                Ok(()) => return h.list.allocate_in(0, size, align).map(|r| r.start),
+                Err(Error::OutOfMemory { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        drop(h);
+        Err(self.out_of_memory(size))
+    }
+
+    #[cold]
+    fn out_of_memory(&self, requested: u64) -> Error {
+        let (mut largest, mut total) = (0, 0);
+        for i in self.table.used() {
+            let h = self.table.lock(i);
+            largest = largest.max(h.list.largest_free());
+            total += h.list.free_bytes();
+        }
+        Error::OutOfMemory {
+            requested,
+            largest_free: largest,
+            total_free: total,
+        }
+    }
+
+    /// A free that `stream`'s own heap could not take: a block of another heap, or a bad free.
+    #[cold]
+    fn deallocate_slow(
+        &self,
+        own: Option<usize>,
+        addr: u64,
+        size: u64,
+        stream: StreamKey,
+    ) -> Result<(), Error> {
+        for j in self.table.used() {
+            if Some(j) == own {
+                continue;
+            }
+            let mut h = self.table.lock(j);
+            if let Some(block) = h.list.live_block(addr) {
+                if size == 0 || align_up(size, DEFAULT_ALIGNMENT) != Some(block.len) {
+                    // Refused the same way in any partition: nothing changes.
+                    return h.list.deallocate_in(0, addr, size);
+                }
+                let p = h.part_for(stream)?;
+                return h.list.deallocate_in(p, addr, size);
+            }
+        }
+        // No live block there: the heap whose chunks hold the address says why.
+        for j in self.table.used() {
+            let mut h = self.table.lock(j);
+            if h.list.chunks().any(|c| c.contains(addr)) {
+                return h.list.deallocate_in(0, addr, size);
+            }
+        }
+        Err(Error::NotAllocated { addr })
     }
 }
 
@@ -609,27 +824,28 @@ where
     U: Upstream + Send,
     O: StreamOrder,
 {
+    #[inline]
     fn allocate(&self, size: u64, align: u64, stream: StreamKey) -> Result<u64, Error> {
-        let mut guard = self.state.lock();
-        let st = &mut *guard;
-        let p = match st.lookup(stream) {
-            Some(p) => p,
+        let i = match self.table.lookup(stream) {
+            Some(i) => i,
             None => {
-                // Validate before the stream gets a list: a bad request changes nothing.
+                // Validate before the stream gets a heap: a bad request changes nothing.
                 CoalescingList::<N, P>::min_block_for(size, align)?;
-                st.add_stream(stream)?
+                self.table.insert(stream, |_| true, |h| h.adopt(stream))?
             }
         };
-        // 1. The stream's own list: no ordering.
-        match st.list.allocate_in(p, size, align) {
-            Err(Error::OutOfMemory { .. }) => {}
-            other => return other.map(|r| r.start),
+        // 1. The stream's own free blocks in its own heap: no ordering.
+        {
+            let mut h = self.table.lock(i);
+            match h.list.allocate_in(0, size, align) {
+                Err(Error::OutOfMemory { .. }) => {}
+                other => return other.map(|r| r.start),
+            }
         }
-        let result = self.allocate_slow(st, p, stream, size, align);
-        st.check();
-        result
+        self.allocate_slow(i, stream, size, align)
     }
 
+    #[inline]
     fn deallocate(
         &self,
         addr: u64,
@@ -637,27 +853,14 @@ where
         _align: u64,
         stream: StreamKey,
     ) -> Result<(), Error> {
-        let mut guard = self.state.lock();
-        let st = &mut *guard;
-        let p = match st.lookup(stream) {
-            Some(p) => p,
-            None => {
-                // Validate before the stream gets a list: a bad free changes nothing. A free
-                // that would fail fails the same way in any partition, so ask the list why.
-                let valid = size != 0
-                    && st
-                        .list
-                        .live_block(addr)
-                        .is_some_and(|b| align_up(size, DEFAULT_ALIGNMENT) == Some(b.len));
-                if !valid {
-                    let refused = st.list.deallocate_in(FRESH, addr, size);
-                    debug_assert!(refused.is_err());
-                    return refused.and(Err(Error::NotAllocated { addr }));
-                }
-                st.add_stream(stream)?
+        let own = self.table.lookup(stream);
+        if let Some(i) = own {
+            let mut h = self.table.lock(i);
+            if h.list.is_live(addr) {
+                return h.list.deallocate_in(0, addr, size);
             }
-        };
-        st.list.deallocate_in(p, addr, size)
+        }
+        self.deallocate_slow(own, addr, size, stream)
     }
 }
 
@@ -667,11 +870,15 @@ impl<U: Upstream, O: StreamOrder, const N: usize, const P: usize> Drop
     /// Gives every chunk back to the upstream, ignoring its errors (blocks still live then
     /// dangle, as with RMM).
     fn drop(&mut self) {
-        let mut guard = self.state.lock();
-        let State { upstream, list, .. } = &mut *guard;
-        for chunk in list.chunks() {
-            let _ = upstream.deallocate(chunk);
+        let mut g = self.global.lock();
+        for chunk in core::mem::take(&mut g.reserve) {
+            let _ = g.upstream.deallocate(chunk);
         }
-        list.clear();
+        for i in self.table.used() {
+            let h = self.table.lock(i);
+            for chunk in h.list.chunks() {
+                let _ = g.upstream.deallocate(chunk);
+            }
+        }
     }
 }

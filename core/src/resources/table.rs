@@ -102,7 +102,7 @@ impl<T> StreamTable<T> {
     }
 
     /// The slots that hold or held a stream (their values may hold memory), in table order.
-    pub(crate) fn used(&self) -> impl Iterator<Item = usize> + '_ {
+    pub(crate) fn used(&self) -> impl Iterator<Item = usize> + Clone + '_ {
         (0..self.slots.len()).filter(|&i| self.slots[i].state.load(Ordering::Acquire) != EMPTY)
     }
 
@@ -116,13 +116,14 @@ impl<T> StreamTable<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::MetadataExhausted`] when `max_streams` streams have a slot; nothing changes.
+    /// [`Error::MetadataExhausted`] when `max_streams` streams have a slot; `adopt`'s error
+    /// (which must leave the value as it was). Nothing changes then.
     #[cold]
     pub(crate) fn insert(
         &self,
         stream: StreamKey,
         reusable: impl Fn(&T) -> bool,
-        adopt: impl FnOnce(&mut T),
+        adopt: impl FnOnce(&mut T) -> Result<(), Error>,
     ) -> Result<usize, Error> {
         let mut ready = self.insert.lock();
         if let Some(i) = self.lookup(stream) {
@@ -141,7 +142,7 @@ impl<T> StreamTable<T> {
             if state == EMPTY || state == RETIRED {
                 let mut value = slot.value.lock();
                 if state == EMPTY || reusable(&value) {
-                    adopt(&mut value);
+                    adopt(&mut value)?;
                     slot.key.store(stream.0, Ordering::Relaxed);
                     slot.state.store(READY, Ordering::Release);
                     *ready += 1;
