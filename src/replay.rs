@@ -41,7 +41,8 @@
 //!
 //! # The JSON report
 //!
-//! `strata replay --format json` and `strata bench --format json` print one [`Report`] object.
+//! `strata replay --format json` and `strata bench --format json` print one [`Report`] object,
+//! here for `strata replay examples/traces/sample.csv -r pool,async --format json`.
 //! Its shape is stable: fields are only ever added, and the `schema` field names the version.
 //! Every byte count is an integer number of bytes, every time a floating-point number of
 //! nanoseconds.
@@ -49,23 +50,74 @@
 //! ```json
 //! {
 //!   "schema": "strata-replay/1",
-//!   "device": { "kind": "sim", "name": "simulated device", "note": "no CUDA driver found" },
-//!   "trace": { "source": "examples/traces/sample.csv", "ops": 6000, "allocations": 3000,
-//!              "frees": 3000, "streams": 2, "peak_live_bytes": 9437184,
-//!              "logged_failures": 0, "leaked": 0 },
+//!   "device": {
+//!     "kind": "sim",
+//!     "name": "simulated device",
+//!     "note": "no CUDA driver: libcuda could not be loaded; --device auto"
+//!   },
+//!   "trace": {
+//!     "source": "examples/traces/sample.csv",
+//!     "ops": 5000,
+//!     "allocations": 2500,
+//!     "frees": 2500,
+//!     "streams": 2,
+//!     "peak_live_bytes": 8681500797,
+//!     "logged_failures": 0,
+//!     "leaked": 0
+//!   },
 //!   "capacity_bytes": 85899345920,
 //!   "repeats": 5,
 //!   "resources": [
-//!     { "name": "pool", "ns_per_op_median": 41.5, "ns_per_op_min": 40.9, "ns_per_op_max": 44.0,
-//!       "peak_live_bytes": 9437184, "peak_reserved_bytes": 10485760,
-//!       "min_capacity_bytes": 9961472, "min_capacity_ratio": 1.0556,
-//!       "failed_allocations": 0, "error": null }
+//!     {
+//!       "name": "pool",
+//!       "ns_per_op_median": 31.3746,
+//!       "ns_per_op_min": 26.5254,
+//!       "ns_per_op_max": 32.5644,
+//!       "peak_live_bytes": 8681500797,
+//!       "peak_reserved_bytes": 9177300992,
+//!       "min_capacity_bytes": 8740846993,
+//!       "min_capacity_ratio": 1.0068359374015732,
+//!       "failed_allocations": 0,
+//!       "error": null
+//!     },
+//!     {
+//!       "name": "async",
+//!       "ns_per_op_median": 0.0,
+//!       "ns_per_op_min": 0.0,
+//!       "ns_per_op_max": 0.0,
+//!       "peak_live_bytes": 0,
+//!       "peak_reserved_bytes": 0,
+//!       "min_capacity_bytes": null,
+//!       "min_capacity_ratio": null,
+//!       "failed_allocations": 0,
+//!       "error": "needs a GPU: the driver's allocator has no simulated model (use --device cuda)"
+//!     }
 //!   ]
 //! }
 //! ```
 //!
-//! The fields are those of [`Report`], [`DeviceReport`], [`TraceReport`] and
-//! [`ResourceReport`], documented there.
+//! | field | meaning |
+//! |---|---|
+//! | `schema` | `"strata-replay/1"` |
+//! | `device.kind` | `"sim"` (simulated device) or `"cuda"` (a GPU) |
+//! | `device.name`, `device.note` | the device, and why it was chosen (or its driver and memory) |
+//! | `trace.source` | the trace's path, or the generated workload's parameters |
+//! | `trace.ops`, `.allocations`, `.frees` | operations replayed (`allocate failure` lines are not) |
+//! | `trace.streams` | distinct streams (each replayed on its own stream) |
+//! | `trace.peak_live_bytes` | the most bytes the trace holds live at once |
+//! | `trace.logged_failures`, `.leaked` | `allocate failure` lines skipped; allocations never freed |
+//! | `capacity_bytes` | the memory the timed replays could use (`--capacity`) |
+//! | `repeats` | timed replays per resource, after one warm-up |
+//! | `resources[].name` | the resource, as `--resource` names it |
+//! | `resources[].ns_per_op_median`, `_min`, `_max` | host ns per allocate or free call over the timed replays |
+//! | `resources[].peak_live_bytes` | the most bytes live at once in the first replay |
+//! | `resources[].peak_reserved_bytes` | the most bytes held from the device in the first replay |
+//! | `resources[].min_capacity_bytes`, `_ratio` | the smallest capacity with no failed allocation, and its ratio to `trace.peak_live_bytes` (`null`: not searched or none found) |
+//! | `resources[].failed_allocations` | allocations refused in the first replay |
+//! | `resources[].error` | why the resource could not be measured, or `null` |
+//!
+//! Each field is documented on [`Report`], [`DeviceReport`], [`TraceReport`] and
+//! [`ResourceReport`].
 
 use std::collections::HashMap;
 use std::fmt;
