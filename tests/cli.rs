@@ -1,11 +1,31 @@
 //! The `strata` binary, run as a user would: good and bad traces, every output format, the
-//! device listing without a GPU, bench and profile.
+//! device listing without a GPU, bench and profile; and, ignored without a GPU, the replay of
+//! every resource on one.
+//!
+//! The binary is the one cargo built for these tests, or `$STRATA_BIN` when set. On the GPU
+//! machine (no toolchain there), pack it along:
+//! `PACK_BINS=strata ../shared/tools/gpu-pack -p strata --test cli`; the tests then find it in
+//! `.gpu/tools/`.
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
+/// The `strata` binary to run.
+fn binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("STRATA_BIN") {
+        return PathBuf::from(path);
+    }
+    let built = PathBuf::from(env!("CARGO_BIN_EXE_strata"));
+    let packed = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".gpu/tools/strata");
+    if !built.exists() && packed.exists() {
+        packed
+    } else {
+        built
+    }
+}
+
 fn strata(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_strata"))
+    Command::new(binary())
         .args(args)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
@@ -348,4 +368,81 @@ fn no_gpu_is_said_clearly() {
         assert!(o.status.success(), "{}", stderr(&o));
         assert!(stdout(&o).contains("simulated device"));
     }
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn replays_every_resource_on_a_gpu() {
+    let o = strata(&["devices"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let listing = stdout(&o);
+    assert!(
+        listing.contains("GPU 0:") && listing.contains("memory pools"),
+        "{listing}"
+    );
+
+    let o = strata(&[
+        "replay",
+        "examples/traces/sample.csv",
+        "--device",
+        "cuda",
+        "--repeat",
+        "2",
+        "--format",
+        "json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["device"]["kind"], "cuda");
+    let resources = v["resources"].as_array().unwrap();
+    let names: Vec<&str> = resources
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    for name in [
+        "pool",
+        "stream-pool",
+        "arena",
+        "binning",
+        "fixed",
+        "async",
+        "cuda",
+        "managed",
+    ] {
+        assert!(names.contains(&name), "{name} missing from {names:?}");
+    }
+    for r in resources {
+        assert!(r["error"].is_null(), "{r}");
+        assert!(r["ns_per_op_median"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r["peak_reserved_bytes"].as_u64().unwrap() > 0, "{r}");
+        // The fixed resource's blocks are the largest request (64 MiB): it needs far more
+        // than the capacity; every other resource replays the sample without a failure.
+        if r["name"] != "fixed" {
+            assert_eq!(r["failed_allocations"], 0, "{r}");
+        }
+    }
+
+    // The lead's comparison with RMM's replayer: one CSV line per resource.
+    let o = strata(&[
+        "replay",
+        "examples/traces/sample.csv",
+        "--device",
+        "cuda",
+        "--resource",
+        "pool,stream-pool,arena,binning,async,cuda",
+        "--repeat",
+        "2",
+        "--no-search",
+        "--format",
+        "csv",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert_eq!(out.lines().count(), 7, "{out}");
+    assert!(
+        out.lines()
+            .skip(1)
+            .all(|l| l.contains(",cuda,sample.csv,5000,")),
+        "{out}"
+    );
 }
