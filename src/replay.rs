@@ -53,7 +53,7 @@
 //!   "device": {
 //!     "kind": "sim",
 //!     "name": "simulated device",
-//!     "note": "no CUDA driver: libcuda could not be loaded; --device auto"
+//!     "note": "--device auto found no GPU: no CUDA driver: libcuda could not be loaded"
 //!   },
 //!   "trace": {
 //!     "source": "examples/traces/sample.csv",
@@ -1381,7 +1381,8 @@ pub struct DeviceReport {
     pub kind: String,
     /// The device's name (the GPU's, or `"simulated device"`).
     pub name: String,
-    /// Why this device was used (e.g. `"no CUDA driver found"` for `--device auto`), or empty.
+    /// Why this device was used (`--device sim`, or why `--device auto` found no GPU), or, on a
+    /// GPU, its driver version and memory.
     pub note: String,
 }
 

@@ -29,7 +29,7 @@ pub fn select(arg: DeviceArg) -> Result<Device, Failure> {
         DeviceArg::Auto => Ok(match first_gpu() {
             Ok(device) => device,
             Err(reason) => Device::Sim {
-                note: format!("{reason}; --device auto"),
+                note: format!("--device auto found no GPU: {reason}"),
             },
         }),
         DeviceArg::Cuda => first_gpu().map_err(|reason| {
