@@ -1458,7 +1458,7 @@ pub struct ResourceReport {
     pub peak_reserved_bytes: u64,
     /// The smallest device capacity with which the resource replays the trace with no
     /// failure, found on the simulated device; `null` when not searched (the resource has no
-    /// simulated model, or `--capacity` was given) or when nothing up to
+    /// simulated model, or `--no-search` was given) or when nothing up to
     /// [`MAX_CAPACITY_RATIO`] times the peak live bytes fits.
     pub min_capacity_bytes: Option<u64>,
     /// `min_capacity_bytes` divided by the trace's peak live bytes.
