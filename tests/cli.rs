@@ -40,21 +40,34 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// A scratch file path unique to this test process.
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("strata-cli-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
+/// A scratch file unique to this test process, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn path(&self) -> &str {
+        self.0.to_str().expect("temp paths are UTF-8 here")
+    }
 }
 
-fn write_trace(name: &str, body: &str) -> PathBuf {
-    let path = scratch(name);
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn scratch(name: &str) -> Scratch {
+    let name = format!("strata-cli-test-{}-{name}", std::process::id());
+    Scratch(std::env::temp_dir().join(name))
+}
+
+fn write_trace(name: &str, body: &str) -> Scratch {
+    let file = scratch(name);
     std::fs::write(
-        &path,
+        &file.0,
         format!("Thread,Time,Action,Pointer,Size,Stream\n{body}"),
     )
     .unwrap();
-    path
+    file
 }
 
 #[test]
@@ -166,7 +179,7 @@ fn a_malformed_line_is_refused_with_its_number() {
         "malformed.csv",
         "1,t,allocate,0x1000,256,0\n1,t,allocate,0x2000,lots,0\n",
     );
-    let o = strata(&["replay", path.to_str().unwrap()]);
+    let o = strata(&["replay", path.path()]);
     assert_eq!(o.status.code(), Some(1));
     let err = stderr(&o);
     assert!(err.contains("line 3"), "{err}");
@@ -182,7 +195,7 @@ fn a_free_of_a_pointer_never_allocated_is_refused() {
         "unknown-free.csv",
         "1,t,allocate,0x1000,256,0\n1,t,free,0x1000,256,0\n1,t,free,0x1000,256,0\n",
     );
-    let o = strata(&["replay", path.to_str().unwrap()]);
+    let o = strata(&["replay", path.path()]);
     assert_eq!(o.status.code(), Some(1));
     let err = stderr(&o);
     assert!(err.contains("line 4") && err.contains("not live"), "{err}");
@@ -222,7 +235,7 @@ fn failed_allocations_are_counted_not_fatal() {
     );
     let o = strata(&[
         "replay",
-        path.to_str().unwrap(),
+        path.path(),
         "--device",
         "sim",
         "--resource",
@@ -255,10 +268,10 @@ fn plot_writes_an_svg_timeline() {
         "1",
         "--no-search",
         "--plot",
-        svg.to_str().unwrap(),
+        svg.path(),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let text = std::fs::read_to_string(&svg).unwrap();
+    let text = std::fs::read_to_string(&svg.0).unwrap();
     assert!(text.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
     assert!(text.trim_end().ends_with("</svg>"));
     assert!(text.contains("cuda reserved"));
@@ -281,7 +294,7 @@ fn bench_generates_saves_and_replays_rmm_workload() {
         "--seed",
         "9",
         "--save",
-        saved.to_str().unwrap(),
+        saved.path(),
         "--device",
         "sim",
         "--repeat",
@@ -303,7 +316,7 @@ fn bench_generates_saves_and_replays_rmm_workload() {
     // The saved trace replays to the same peak.
     let o2 = strata(&[
         "replay",
-        saved.to_str().unwrap(),
+        saved.path(),
         "--device",
         "sim",
         "--resource",
