@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo bench --bench resources -- [--trace TRACE.csv] [--allocs N] [--reps N]
-//!     [--threads 1,2,4,8,16] [--only single|stats|scaling]
+//!     [--threads 1,2,4,8,16] [--only single|stats|scaling] [--resource NAME]
 //! ```
 //!
 //! The workload is a trace in RMM's CSV log format (`--trace`, read with [`strata::trace`]; every
@@ -24,10 +24,12 @@
 //!   cost per operation (target ≤ 5 ns).
 //! - **scaling**: T threads (`--threads`, default 1,2,4,8,16), each on its own stream, each
 //!   replaying the whole workload at once on one shared resource over a `SimUpstream`: the
-//!   `Arena` (one sub-arena per stream), the `StreamOrderedPool` and the single-lock
-//!   `resources::Pool`; the operations per second of all threads together, and the speedup
+//!   `Arena` (one sub-arena per stream), the `StreamOrderedPool` under both reuse policies
+//!   (no initial size) and the single-lock `resources::Pool`; the operations per second of all threads together, and the speedup
 //!   over one thread. A control row gives every thread an `algo::Pool` of its own (nothing
 //!   shared): the most this machine can scale.
+//!
+//! `--resource NAME` keeps only the scaling rows whose resource name contains `NAME`.
 //!
 //! Every figure is the median of `--reps` timed repetitions (default 5), each on a fresh
 //! resource, after one untimed warm-up; only the replay loop is timed. Before timing, each
@@ -42,7 +44,7 @@ use std::time::{Duration, Instant};
 
 use strata::adaptors::Statistics;
 use strata::algo::{self, ArenaConfig, CoalescingList, PoolConfig};
-use strata::resources::{Arena, NoOrdering, Pool, StreamOrderedPool};
+use strata::resources::{Arena, NoOrdering, Pool, Reuse, StreamOrderedPool};
 use strata::trace::{Op, Trace};
 use strata::{MemoryResource, Range, SimUpstream, StreamKey};
 
@@ -391,7 +393,7 @@ fn shared_run<R: MemoryResource>(w: &Workload, r: &R, threads: usize) -> f64 {
     scaling_run(w, threads, &|t| OnStream(r, StreamKey(t as u64 + 1)))
 }
 
-fn part_scaling(w: &Workload, reps: usize, threads: &[usize]) {
+fn part_scaling(w: &Workload, reps: usize, threads: &[usize], filter: Option<&str>) {
     let cap = capacity(w);
     println!(
         "\n## scaling: T threads, each on its own stream, each replaying {} ops\n",
@@ -400,6 +402,9 @@ fn part_scaling(w: &Workload, reps: usize, threads: &[usize]) {
     println!("| resource | threads | Mops/s | speedup vs 1 thread |");
     println!("|---|---:|---:|---:|");
     let table = |name: &str, run: &dyn Fn(usize) -> f64| {
+        if filter.is_some_and(|f| !name.contains(f)) {
+            return;
+        }
         let mut base = None;
         for &t in threads {
             run(t);
@@ -421,8 +426,13 @@ fn part_scaling(w: &Workload, reps: usize, threads: &[usize]) {
         .expect("arena");
         shared_run(w, &arena, t)
     });
-    table("StreamOrderedPool", &|t| {
-        let pool = stream_ordered(cap);
+    // Every thread grows its own heap: no initial size, which the first thread would take.
+    table("StreamOrderedPool (GrowFirst)", &|t| {
+        let pool = stream_ordered(0).with_reuse(Reuse::GrowFirst);
+        shared_run(w, &pool, t)
+    });
+    table("StreamOrderedPool (StealFirst, RMM's order)", &|t| {
+        let pool = stream_ordered(0);
         shared_run(w, &pool, t)
     });
     table("resources::Pool (one lock)", &|t| {
@@ -443,6 +453,7 @@ struct Args {
     reps: usize,
     threads: Vec<usize>,
     only: Option<String>,
+    resource: Option<String>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -452,6 +463,7 @@ fn parse_args() -> Result<Args, String> {
         reps: 5,
         threads: vec![1, 2, 4, 8, 16],
         only: None,
+        resource: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -470,6 +482,7 @@ fn parse_args() -> Result<Args, String> {
                 }
             }
             "--only" => args.only = Some(value()?),
+            "--resource" => args.resource = Some(value()?),
             // cargo bench passes --bench to every bench binary.
             "--bench" => {}
             other => return Err(format!("unknown argument {other}")),
@@ -514,7 +527,7 @@ fn main() -> ExitCode {
         part_stats(&w, args.reps);
     }
     if run("scaling") {
-        part_scaling(&w, args.reps, &args.threads);
+        part_scaling(&w, args.reps, &args.threads, args.resource.as_deref());
     }
     ExitCode::SUCCESS
 }

@@ -1,7 +1,7 @@
 //! The stream-ordered pool, checked by the simulated stream executor.
 
 use strata_core::algo::PoolConfig;
-use strata_core::resources::{NoOrdering, StreamOrderedPool};
+use strata_core::resources::{NoOrdering, Reuse, StreamOrderedPool};
 use strata_core::sim_stream::{SimStreams, Violation};
 use strata_core::{Error, MemoryResource, SimUpstream, StreamKey, StreamOrder};
 
@@ -336,4 +336,24 @@ fn drop_gives_every_chunk_back() {
         p.allocate(256, 256, S2).unwrap();
     }
     assert_eq!(sim.in_use(), 0);
+}
+
+#[test]
+fn grow_first_keeps_streams_apart_until_the_upstream_refuses() {
+    let st = SimStreams::new();
+    // Room for two 64 KiB chunks upstream.
+    let p = StreamOrderedPool::new(SimUpstream::new(2 << 16), &st, PoolConfig::new(0))
+        .unwrap()
+        .with_reuse(Reuse::GrowFirst);
+    let a = st.allocate(&p, 1 << 16, 256, S1).unwrap();
+    st.deallocate(&p, a, 1 << 16, 256, S1).unwrap();
+    // S2 grows a heap of its own rather than wait for S1.
+    let b = st.allocate(&p, 1 << 16, 256, S2).unwrap();
+    assert_ne!(a, b);
+    assert_eq!(st.order_calls(), 0);
+    // S3 cannot grow: it takes S1's block, ordered.
+    let c = st.allocate(&p, 1 << 16, 256, S3).unwrap();
+    assert_eq!(c, a);
+    assert_eq!((st.order_calls(), p.stats().steals), (1, 1));
+    assert!(st.violations().is_empty(), "{:?}", st.violations());
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use loom::thread;
 use strata_core::algo::PoolConfig;
-use strata_core::resources::StreamOrderedPool;
+use strata_core::resources::{Reuse, StreamOrderedPool};
 use strata_core::sim_stream::SimStreams;
 use strata_core::{Error, SimUpstream, StreamKey};
 use strata_loom_tests::model;
@@ -22,11 +22,17 @@ type SoPool = StreamOrderedPool<SimUpstream<16>, Arc<SimStreams>>;
 
 /// A pool whose upstream holds `blocks` blocks of [`BLOCK`] bytes, nothing taken yet.
 fn setup(blocks: u64) -> (Arc<SimStreams>, Arc<SoPool>) {
+    setup_with(blocks, Reuse::StealFirst)
+}
+
+/// As [`setup`], with a reuse policy.
+fn setup_with(blocks: u64, reuse: Reuse) -> (Arc<SimStreams>, Arc<SoPool>) {
     let streams = Arc::new(SimStreams::new());
     let upstream = SimUpstream::<16>::with_slots(blocks * BLOCK);
     // Room for three streams: a small table keeps the model small.
-    let pool =
-        StreamOrderedPool::with_streams(upstream, streams.clone(), PoolConfig::new(0), 3).unwrap();
+    let pool = StreamOrderedPool::with_streams(upstream, streams.clone(), PoolConfig::new(0), 3)
+        .unwrap()
+        .with_reuse(reuse);
     (streams, Arc::new(pool))
 }
 
@@ -173,5 +179,32 @@ fn three_streams_bounded() {
             }
         }
         assert_eq!(pool.stats().live_bytes, 0);
+    });
+}
+
+#[test]
+fn grow_first_falls_back_to_a_steal() {
+    model::exhaustive(|| {
+        // One block upstream: under GrowFirst, S2 tries to grow, fails, and steals S1's block if
+        // it is free by then.
+        let (streams, pool) = setup_with(1, Reuse::GrowFirst);
+        let a = streams.allocate(&*pool, BLOCK, 256, S1).unwrap();
+        let freer = {
+            let (streams, pool) = (streams.clone(), pool.clone());
+            thread::spawn(move || streams.deallocate(&*pool, a, BLOCK, 256, S1).unwrap())
+        };
+        let stealer = {
+            let (streams, pool) = (streams.clone(), pool.clone());
+            thread::spawn(move || try_allocate(&streams, &pool, S2))
+        };
+        freer.join().unwrap();
+        if let Some(b) = stealer.join().unwrap() {
+            assert_eq!((b, streams.order_calls()), (a, 1));
+        }
+        assert!(
+            streams.violations().is_empty(),
+            "{:?}",
+            streams.violations()
+        );
     });
 }

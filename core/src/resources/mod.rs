@@ -47,4 +47,6 @@ pub use binning::Binning;
 pub use fixed::FixedSize;
 pub use pool::Pool;
 #[cfg(feature = "alloc")]
-pub use stream_ordered::{DEFAULT_POOL_STREAMS, NoOrdering, StreamOrderedPool, StreamPoolStats};
+pub use stream_ordered::{
+    DEFAULT_POOL_STREAMS, NoOrdering, Reuse, StreamOrderedPool, StreamPoolStats,
+};

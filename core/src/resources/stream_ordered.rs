@@ -33,6 +33,31 @@ impl StreamOrder for NoOrdering {
     }
 }
 
+/// What a stream of a [`StreamOrderedPool`] does when its own free blocks cannot serve a
+/// request (and no never-used memory is left).
+///
+/// ```
+/// use strata_core::algo::PoolConfig;
+/// use strata_core::resources::{NoOrdering, Reuse, StreamOrderedPool};
+/// use strata_core::SimUpstream;
+/// let pool = StreamOrderedPool::new(SimUpstream::new(1 << 20), NoOrdering, PoolConfig::new(0))?
+///     .with_reuse(Reuse::GrowFirst);
+/// assert_eq!(pool.reuse(), Reuse::GrowFirst);
+/// # Ok::<(), strata_core::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Reuse {
+    /// RMM's order: take other streams' free blocks first (one block, then whole lists), and
+    /// grow only when none fits. The least memory; but a stream that lives on blocks of
+    /// another stream's heap shares that heap's lock.
+    #[default]
+    StealFirst,
+    /// Grow the stream's own heap first, while the upstream gives memory (and the maximum
+    /// allows); take other streams' blocks only when it refuses. Threads on their own streams
+    /// then share nothing, at the price of more memory held.
+    GrowFirst,
+}
+
 /// Counters of a [`StreamOrderedPool`].
 ///
 /// ```
@@ -230,6 +255,10 @@ struct Global<U> {
 ///    maximum); if the upstream refuses, the wholly free chunks of every heap (all `W`'s after
 ///    step 4) go back and the heap grows once more.
 ///
+/// That is RMM's order, [`Reuse::StealFirst`], the default: the least memory. With
+/// [`Reuse::GrowFirst`], step 5's first growth comes before steps 3 and 4 (after `W`'s own
+/// free blocks in other heaps): threads on their own streams then never share a heap.
+///
 /// # Freeing on stream `S`
 ///
 /// The block goes back to the heap it came from, into `S`'s partition there; no ordering call.
@@ -271,6 +300,7 @@ struct Global<U> {
 pub struct StreamOrderedPool<U: Upstream, O: StreamOrder, const N: usize = 0, const P: usize = 0> {
     order: O,
     shared: StreamKey,
+    reuse: Reuse,
     /// Stream → its heap. Lock order: the table's insert lock, then one heap (never two),
     /// then the global state.
     table: StreamTable<Heap<N, P>>,
@@ -352,6 +382,7 @@ impl<U: Upstream, O: StreamOrder, const N: usize, const P: usize> StreamOrderedP
         Ok(Self {
             order,
             shared: StreamKey::DEFAULT,
+            reuse: Reuse::StealFirst,
             table,
             global: Mutex::new(Global {
                 upstream,
@@ -380,6 +411,41 @@ impl<U: Upstream, O: StreamOrder, const N: usize, const P: usize> StreamOrderedP
     pub fn with_shared_stream(mut self, shared: StreamKey) -> Self {
         self.shared = shared;
         self
+    }
+
+    /// The same pool with another [`Reuse`] policy ([`Reuse::StealFirst`] unless said
+    /// otherwise).
+    ///
+    /// ```
+    /// use strata_core::algo::PoolConfig;
+    /// use strata_core::resources::{NoOrdering, Reuse, StreamOrderedPool};
+    /// use strata_core::{MemoryResource, SimUpstream, StreamKey};
+    /// let pool = StreamOrderedPool::new(SimUpstream::new(1 << 20), NoOrdering, PoolConfig::new(0))?
+    ///     .with_reuse(Reuse::GrowFirst);
+    /// let a = pool.allocate(4096, 256, StreamKey(1))?;
+    /// pool.deallocate(a, 4096, 256, StreamKey(1))?;
+    /// let b = pool.allocate(4096, 256, StreamKey(2))?; // S2 grows its own heap
+    /// assert_ne!(a, b);
+    /// assert_eq!(pool.stats().steals, 0);
+    /// # Ok::<(), strata_core::Error>(())
+    /// ```
+    pub fn with_reuse(mut self, reuse: Reuse) -> Self {
+        self.reuse = reuse;
+        self
+    }
+
+    /// The [`Reuse`] policy.
+    ///
+    /// ```
+    /// use strata_core::algo::PoolConfig;
+    /// use strata_core::resources::{NoOrdering, Reuse, StreamOrderedPool};
+    /// use strata_core::SimUpstream;
+    /// let pool = StreamOrderedPool::new(SimUpstream::new(1 << 20), NoOrdering, PoolConfig::new(0))?;
+    /// assert_eq!(pool.reuse(), Reuse::StealFirst);
+    /// # Ok::<(), strata_core::Error>(())
+    /// ```
+    pub fn reuse(&self) -> Reuse {
+        self.reuse
     }
 
     /// The shared stream.
@@ -629,6 +695,31 @@ impl<U: Upstream, O: StreamOrder, const N: usize, const P: usize> StreamOrderedP
         Ok(released)
     }
 
+    /// One block of heap `h` that `w` freed (no ordering).
+    fn mine_in(
+        &self,
+        h: &mut Heap<N, P>,
+        w: StreamKey,
+        size: u64,
+        align: u64,
+    ) -> Result<Option<u64>, Error> {
+        match h.part_of(w).map(|p| h.list.allocate_in(p, size, align)) {
+            None | Some(Err(Error::OutOfMemory { .. })) => Ok(None),
+            Some(other) => other.map(|r| Some(r.start)),
+        }
+    }
+
+    /// Grows `w`'s heap (slot `i`) and allocates from it; `None` when the upstream (or the
+    /// maximum) refuses.
+    fn grow_own(&self, i: usize, need: u64, size: u64, align: u64) -> Result<Option<u64>, Error> {
+        let mut h = self.table.lock(i);
+        match self.grow(&mut h, need) {
+            Ok(()) => h.list.allocate_in(0, size, align).map(|r| Some(r.start)),
+            Err(Error::OutOfMemory { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// One block of heap `h` for stream `w`: freed by `w` (no ordering), or by another stream
     /// (after ordering `w` after it).
     fn steal_in(
@@ -720,53 +811,54 @@ impl<U: Upstream, O: StreamOrder, const N: usize, const P: usize> StreamOrderedP
             }
             return h.list.allocate_in(0, size, align).map(|r| r.start);
         }
-        // 3. One block: `w`'s own heap first, then the others, one lock at a time.
         let others = self.table.used().filter(|&j| j != i);
-        for j in core::iter::once(i).chain(others.clone()) {
-            let mut h = self.table.lock(j);
-            if let Some(a) = self.steal_in(&mut h, w, size, align)? {
+        let heaps = core::iter::once(i).chain(others.clone());
+        if self.reuse == Reuse::GrowFirst {
+            // `w`'s own free blocks anywhere, then growth, before any ordering.
+            for j in heaps.clone() {
+                if let Some(a) = self.mine_in(&mut self.table.lock(j), w, size, align)? {
+                    return Ok(a);
+                }
+            }
+            if let Some(a) = self.grow_own(i, need, size, align)? {
+                return Ok(a);
+            }
+        }
+        // 3. One block: `w`'s own heap first, then the others, one lock at a time.
+        for j in heaps.clone() {
+            if let Some(a) = self.steal_in(&mut self.table.lock(j), w, size, align)? {
                 return Ok(a);
             }
         }
         // 4. Whole free lists, heap by heap.
-        for j in core::iter::once(i).chain(others.clone()) {
-            let mut h = self.table.lock(j);
-            match self.merge_into(&mut h, w, Some((size, align))) {
+        for j in heaps.clone() {
+            match self.merge_into(&mut self.table.lock(j), w, Some((size, align))) {
                 Ok(Some(a)) => return Ok(a),
                 // A heap with no partition left for `w`: skip it.
                 Ok(None) | Err(Error::MetadataExhausted { .. }) => {}
                 Err(e) => return Err(e),
             }
         }
-        // 5. Grow; if the upstream refuses, give back what is wholly free and grow again.
-        let grown = {
-            let mut h = self.table.lock(i);
-            match self.grow(&mut h, need) {
-                Ok(()) => return h.list.allocate_in(0, size, align).map(|r| r.start),
-                Err(e) => e,
-            }
-        };
-        if !matches!(grown, Error::OutOfMemory { .. }) {
-            return Err(grown);
+        // 5. Grow (unless that just failed); if the upstream refuses, give back what is
+        // wholly free (every free block is `w`'s by now) and grow again.
+        if self.reuse == Reuse::StealFirst
+            && let Some(a) = self.grow_own(i, need, size, align)?
+        {
+            return Ok(a);
         }
         let mut released = self.release_reserve();
-        for j in core::iter::once(i).chain(others) {
-            let mut h = self.table.lock(j);
-            match self.trim_heap(&mut h, w) {
+        for j in heaps {
+            match self.trim_heap(&mut self.table.lock(j), w) {
                 Ok(n) => released += n,
                 Err(Error::MetadataExhausted { .. }) => {}
                 Err(e) => return Err(e),
             }
         }
-        let mut h = self.table.lock(i);
-        if released > 0 {
-            match self.grow(&mut h, need) {
-                Ok(()) => return h.list.allocate_in(0, size, align).map(|r| r.start),
-                Err(Error::OutOfMemory { .. }) => {}
-                Err(e) => return Err(e),
-            }
+        if released > 0
+            && let Some(a) = self.grow_own(i, need, size, align)?
+        {
+            return Ok(a);
         }
-        drop(h);
         Err(self.out_of_memory(size))
     }
 
