@@ -124,7 +124,10 @@ mod cuda {
         self, Async, AsyncOptions, DeviceMemory, DriverError, EventOrder, Managed, Stream,
     };
     use strata::replay::{DeviceReport, Meter, Metered, ResourceReport, measure};
-    use strata::resources::{Arena, Binning, DEFAULT_ARENA_STREAMS, FixedSize, Pool};
+    use strata::resources::{
+        Arena, Binning, DEFAULT_ARENA_STREAMS, DEFAULT_POOL_STREAMS, FixedSize, Pool,
+        StreamOrderedPool,
+    };
 
     use crate::Failure;
     use crate::resources::{self, BIN_EXPONENTS, Context, Kind};
@@ -233,11 +236,23 @@ mod cuda {
                     Ok(mr) => run.go(&mr, &reserved),
                     Err(e) => built(e),
                 },
-                Kind::StreamPool => match driver::stream_ordered_pool(upstream(), dev, pool_config)
-                {
-                    Ok(mr) => run.go(&*mr, &reserved),
-                    Err(e) => built(e),
-                },
+                Kind::StreamPool => {
+                    // As `driver::stream_ordered_pool`, with room for every stream of the trace.
+                    let streams = ctx.plan.streams().len().max(DEFAULT_POOL_STREAMS);
+                    match StreamOrderedPool::<_, _>::with_streams(
+                        upstream(),
+                        EventOrder::new(dev),
+                        pool_config,
+                        streams,
+                    ) {
+                        Ok(mr) => {
+                            let mr = Arc::new(mr);
+                            driver::notify_on_stream_drop(&mr);
+                            run.go(&*mr, &reserved)
+                        }
+                        Err(e) => built(e),
+                    }
+                }
                 Kind::Arena => {
                     let streams = ctx.plan.streams().len().max(DEFAULT_ARENA_STREAMS);
                     match Arena::<_, _>::with_streams(

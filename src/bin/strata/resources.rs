@@ -3,8 +3,11 @@
 use strata::adaptors::AsUpstream;
 use strata::algo::{ArenaConfig, FixedConfig, Heap, PoolConfig};
 use strata::replay::{MeasureOptions, Plan, ResourceReport, SimDevice, measure, min_capacity};
-use strata::resources::{Arena, Binning, FixedSize, NoOrdering, Pool, StreamOrderedPool};
-use strata::{Error, MemoryResource, StreamKey};
+use strata::resources::{
+    Arena, Binning, DEFAULT_ARENA_STREAMS, DEFAULT_POOL_STREAMS, FixedSize, NoOrdering, Pool,
+    StreamOrderedPool,
+};
+use strata::{Error, MemoryResource};
 
 use crate::Failure;
 use crate::output::Progress;
@@ -143,12 +146,18 @@ pub fn with_model<W: WithModel>(kind: Kind, plan: &Plan, f: W) -> Option<W::Out>
         Kind::Cuda => Some(f.with(Ok)),
         Kind::Pool => Some(f.with(|d| Pool::new(d, PoolConfig::new(0)))),
         Kind::StreamPool => {
-            Some(f.with(|d| StreamOrderedPool::new(d, NoOrdering, PoolConfig::new(0))))
+            let streams = plan.streams().len().max(DEFAULT_POOL_STREAMS);
+            Some(f.with(move |d| {
+                StreamOrderedPool::<_, _>::with_streams(d, NoOrdering, PoolConfig::new(0), streams)
+            }))
         }
-        Kind::Arena => Some(f.with(|d: SimDevice| {
-            let size = d.capacity();
-            Arena::new(d, NoOrdering, ArenaConfig::new(size))
-        })),
+        Kind::Arena => {
+            let streams = plan.streams().len().max(DEFAULT_ARENA_STREAMS);
+            Some(f.with(move |d: SimDevice| {
+                let size = d.capacity();
+                Arena::<_, _>::with_streams(d, NoOrdering, ArenaConfig::new(size), streams)
+            }))
+        }
         Kind::Binning => Some(f.with(|d| {
             let pool = Pool::new(d, PoolConfig::new(0))?;
             Binning::<_, Heap>::with_exponents(
@@ -180,11 +189,6 @@ pub fn has_model(kind: Kind) -> bool {
     with_model(kind, &Plan::new(&Default::default()), Probe).is_some()
 }
 
-/// Stream keys of the simulated device: one per stream of the trace.
-pub fn sim_keys(plan: &Plan) -> Vec<StreamKey> {
-    plan.sim_stream_keys()
-}
-
 /// Searches the smallest capacity of `kind`'s model with no failure.
 struct Search<'a, 'c>(&'a Context<'c>);
 
@@ -196,7 +200,7 @@ impl WithModel for Search<'_, '_> {
         F: Fn(SimDevice) -> Result<R, Error>,
     {
         let ctx = self.0;
-        let keys = sim_keys(ctx.plan);
+        let keys = ctx.plan.sim_stream_keys();
         min_capacity(ctx.plan, &keys, |c| build(SimDevice::new(c)), &mut || {
             ctx.progress.tick_extra()
         })
@@ -233,7 +237,7 @@ impl WithModel for MeasureSim<'_, '_> {
                 ));
             }
         };
-        let keys = sim_keys(ctx.plan);
+        let keys = ctx.plan.sim_stream_keys();
         let m = measure(
             ctx.plan,
             &resource,
