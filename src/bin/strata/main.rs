@@ -164,7 +164,7 @@ fn replay_plan(plan: &Plan, trace: TraceReport, args: &ReplayArgs) -> Result<(),
     }
     let mut out = std::io::stdout().lock();
     let written = match args.format {
-        cli::Format::Table => output::table(&report, &mut out),
+        cli::Format::Table => output::table(&report, &resources::notes(&kinds, plan), &mut out),
         cli::Format::Json => output::json(&report, &mut out),
         cli::Format::Csv => output::csv(&report, &mut out),
     };

@@ -56,8 +56,8 @@ fn min_capacity_text(r: &ResourceReport) -> String {
     }
 }
 
-/// The report for people.
-pub fn table(report: &Report, out: &mut impl Write) -> io::Result<()> {
+/// The report for people, with `notes` (how resources were set up) below it.
+pub fn table(report: &Report, notes: &[String], out: &mut impl Write) -> io::Result<()> {
     let t = &report.trace;
     let device = if report.device.note.is_empty() {
         report.device.name.clone()
@@ -111,7 +111,11 @@ pub fn table(report: &Report, out: &mut impl Write) -> io::Result<()> {
     writeln!(
         out,
         "min capacity: the smallest device capacity that replays with no failed allocation (simulated device), as a multiple of the peak live bytes"
-    )
+    )?;
+    for note in notes {
+        writeln!(out, "{note}")?;
+    }
+    Ok(())
 }
 
 /// The report as one JSON object (schema `strata-replay/1`).

@@ -11,6 +11,7 @@ use strata::{Error, MemoryResource};
 
 use crate::Failure;
 use crate::output::Progress;
+use crate::units::Human;
 
 /// A resource `--resource` can name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,6 +136,28 @@ pub fn fixed_config(plan: &Plan) -> Result<FixedConfig, Error> {
     let block = plan.largest_allocation().max(1);
     let per_chunk = (FIXED_CHUNK_BYTES / block).clamp(1, 128) as u32;
     FixedConfig::new(block, per_chunk)
+}
+
+/// Lines saying how the resources among `kinds` that have parameters are set up.
+pub fn notes(kinds: &[Kind], plan: &Plan) -> Vec<String> {
+    let mut notes = Vec::new();
+    if kinds.contains(&Kind::Binning) {
+        notes.push(format!(
+            "binning: bins of {} .. {} over a pool, which also serves larger requests",
+            Human(1 << BIN_EXPONENTS.0),
+            Human(1 << BIN_EXPONENTS.1)
+        ));
+    }
+    if kinds.contains(&Kind::Fixed)
+        && let Ok(config) = fixed_config(plan)
+    {
+        notes.push(format!(
+            "fixed: one block size, the trace's largest request rounded to 256 B ({}), {} blocks per chunk; it wastes what smaller requests leave",
+            Human(config.block_size()),
+            config.blocks_per_chunk()
+        ));
+    }
+    notes
 }
 
 /// Calls `f` with the simulated model of `kind` (how it is built over a simulated device of
