@@ -5,8 +5,8 @@
 //! The file starts with the header `Thread,Time,Action,Pointer,Size,Stream`; each event is one
 //! line `thread,HH:MM:SS.ffffff,action,pointer,size,stream`:
 //!
-//! - `thread`: a decimal number per logging thread (1 for the first thread that logs, 2 for the
-//!   next…; RMM writes the OS thread id, which readers only compare for equality);
+//! - `thread`: the logging thread's OS id in decimal, as RMM writes it (on Linux; elsewhere a
+//!   number per thread, 1, 2, … in order of first use: readers only compare it for equality);
 //! - the time of day, UTC, to the microsecond (RMM's `%H:%M:%S.%f`; readers ignore it);
 //! - the action: `allocate`, `allocate failure` or `free`;
 //! - the pointer as `0x…` lower-case hex, `(nil)` for a failure (C's `%p`);
@@ -74,11 +74,17 @@ thread_local! {
     static THREAD: Cell<u64> = const { Cell::new(0) };
 }
 
-/// The logging number of the calling thread (1, 2, … in order of first use).
+/// The calling thread's OS id, as RMM writes it (Linux: the `tid` named by
+/// `/proc/thread-self`), read once per thread; elsewhere a number per thread (1, 2, … in order
+/// of first use).
 fn thread_number() -> u64 {
     THREAD.with(|t| {
         if t.get() == 0 {
-            t.set(NEXT_THREAD.fetch_add(1, Ordering::Relaxed));
+            let tid = std::fs::read_link("/proc/thread-self")
+                .ok()
+                .and_then(|p| p.file_name()?.to_str()?.parse::<u64>().ok())
+                .filter(|&tid| tid != 0);
+            t.set(tid.unwrap_or_else(|| NEXT_THREAD.fetch_add(1, Ordering::Relaxed)));
         }
         t.get()
     })
@@ -401,6 +407,17 @@ mod tests {
         threads.sort();
         threads.dedup();
         assert_eq!(threads.len(), 3);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_thread_column_is_an_os_thread_id() {
+        let tid = thread_number();
+        let tasks: Vec<u64> = std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect();
+        assert!(tasks.contains(&tid), "{tid} not in {tasks:?}");
     }
 
     #[test]
