@@ -366,26 +366,33 @@ fn part_stats(w: &Workload, reps: usize) {
 }
 
 /// `threads` threads, each replaying `w` at once on the target `make(t)` builds for it (before
-/// the clock starts); returns the operations per second of all of them together.
+/// the clock starts); returns the operations per second of all of them together, over the
+/// span from the first thread's start to the last thread's end (each thread reads the clock
+/// itself, so a descheduled coordinator cannot shorten the span).
 fn scaling_run<T: Target>(w: &Workload, threads: usize, make: &(dyn Fn(usize) -> T + Sync)) -> f64 {
-    let barrier = Barrier::new(threads + 1);
-    let elapsed = std::thread::scope(|scope| {
-        for t in 0..threads {
-            let barrier = &barrier;
-            scope.spawn(move || {
-                let mut target = make(t);
-                let mut addrs = vec![0u64; w.ids];
-                barrier.wait();
-                replay(w, &mut addrs, &mut target);
-                barrier.wait();
-            });
-        }
-        barrier.wait();
-        let start = Instant::now();
-        barrier.wait();
-        start.elapsed()
+    let barrier = Barrier::new(threads);
+    let spans: Vec<(Instant, Instant)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let barrier = &barrier;
+                scope.spawn(move || {
+                    let mut target = make(t);
+                    let mut addrs = vec![0u64; w.ids];
+                    barrier.wait();
+                    let start = Instant::now();
+                    replay(w, &mut addrs, &mut target);
+                    (start, Instant::now())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("worker"))
+            .collect()
     });
-    (threads * w.steps.len()) as f64 / elapsed.as_secs_f64()
+    let first = spans.iter().map(|s| s.0).min().expect("a thread");
+    let last = spans.iter().map(|s| s.1).max().expect("a thread");
+    (threads * w.steps.len()) as f64 / (last - first).as_secs_f64()
 }
 
 /// [`scaling_run`] on one shared resource, thread `t` on stream `t + 1`.

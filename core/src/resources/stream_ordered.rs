@@ -256,8 +256,8 @@ struct Global<U> {
 ///    step 4) go back and the heap grows once more.
 ///
 /// That is RMM's order, [`Reuse::StealFirst`], the default: the least memory. With
-/// [`Reuse::GrowFirst`], step 5's first growth comes before steps 3 and 4 (after `W`'s own
-/// free blocks in other heaps): threads on their own streams then never share a heap.
+/// [`Reuse::GrowFirst`], step 5's first growth comes before steps 3 and 4: threads on their
+/// own streams then touch no other stream's heap until the upstream refuses.
 ///
 /// # Freeing on stream `S`
 ///
@@ -305,6 +305,9 @@ pub struct StreamOrderedPool<U: Upstream, O: StreamOrder, const N: usize = 0, co
     /// then the global state.
     table: StreamTable<Heap<N, P>>,
     global: Mutex<Global<U>>,
+    /// Bytes in `global.reserve`, readable without the lock (written with it held), so that a
+    /// stream short of memory skips the global lock once the reserve is gone.
+    reserve_bytes: AtomicU64,
     steals: AtomicU64,
     merges: AtomicU64,
     retired: AtomicU64,
@@ -390,6 +393,7 @@ impl<U: Upstream, O: StreamOrder, const N: usize, const P: usize> StreamOrderedP
                 pool_size: initial,
                 reserve,
             }),
+            reserve_bytes: AtomicU64::new(initial),
             steals: AtomicU64::new(0),
             merges: AtomicU64::new(0),
             retired: AtomicU64::new(0),
@@ -640,6 +644,8 @@ impl<U: Upstream, O: StreamOrder, const N: usize, const P: usize> StreamOrderedP
             Err(_) => true,
         });
         *pool_size -= released;
+        self.reserve_bytes
+            .store(reserve.iter().map(|r| r.len).sum(), Ordering::Relaxed);
         released
     }
 
@@ -695,20 +701,6 @@ impl<U: Upstream, O: StreamOrder, const N: usize, const P: usize> StreamOrderedP
         Ok(released)
     }
 
-    /// One block of heap `h` that `w` freed (no ordering).
-    fn mine_in(
-        &self,
-        h: &mut Heap<N, P>,
-        w: StreamKey,
-        size: u64,
-        align: u64,
-    ) -> Result<Option<u64>, Error> {
-        match h.part_of(w).map(|p| h.list.allocate_in(p, size, align)) {
-            None | Some(Err(Error::OutOfMemory { .. })) => Ok(None),
-            Some(other) => other.map(|r| Some(r.start)),
-        }
-    }
-
     /// Grows `w`'s heap (slot `i`) and allocates from it; `None` when the upstream (or the
     /// maximum) refuses.
     fn grow_own(&self, i: usize, need: u64, size: u64, align: u64) -> Result<Option<u64>, Error> {
@@ -753,9 +745,14 @@ impl<U: Upstream, O: StreamOrder, const N: usize, const P: usize> StreamOrderedP
 
     /// A never-used chunk of at least `need` bytes from the reserve, if there is one.
     fn take_reserve(&self, need: u64) -> Option<Range> {
+        if self.reserve_bytes.load(Ordering::Relaxed) < need {
+            return None;
+        }
         let mut g = self.global.lock();
         let i = g.reserve.iter().position(|r| r.len >= need)?;
-        Some(g.reserve.swap_remove(i))
+        let chunk = g.reserve.swap_remove(i);
+        self.reserve_bytes.fetch_sub(chunk.len, Ordering::Relaxed);
+        Some(chunk)
     }
 
     /// Grows heap `h` (stream `w`'s, locked by the caller) by a chunk for a block of `need`
@@ -807,22 +804,18 @@ impl<U: Upstream, O: StreamOrder, const N: usize, const P: usize> StreamOrderedP
             if let Err(e) = h.list.add_chunk_in(0, chunk) {
                 drop(h);
                 self.global.lock().reserve.push(chunk);
+                self.reserve_bytes.fetch_add(chunk.len, Ordering::Relaxed);
                 return Err(e);
             }
             return h.list.allocate_in(0, size, align).map(|r| r.start);
         }
         let others = self.table.used().filter(|&j| j != i);
         let heaps = core::iter::once(i).chain(others.clone());
-        if self.reuse == Reuse::GrowFirst {
-            // `w`'s own free blocks anywhere, then growth, before any ordering.
-            for j in heaps.clone() {
-                if let Some(a) = self.mine_in(&mut self.table.lock(j), w, size, align)? {
-                    return Ok(a);
-                }
-            }
-            if let Some(a) = self.grow_own(i, need, size, align)? {
-                return Ok(a);
-            }
+        // Growth first, touching no other stream's heap.
+        if self.reuse == Reuse::GrowFirst
+            && let Some(a) = self.grow_own(i, need, size, align)?
+        {
+            return Ok(a);
         }
         // 3. One block: `w`'s own heap first, then the others, one lock at a time.
         for j in heaps.clone() {
