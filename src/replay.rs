@@ -15,6 +15,12 @@
 //!    median; [`min_capacity`] searches the smallest device capacity that replays the plan
 //!    with no failure.
 //!
+//! A replay runs on one host thread, in trace order (RMM's replay benchmark also enforces the
+//! global order of its threads' events); the logged threads are not replayed as threads. Each
+//! distinct stream of the trace is replayed on a stream of its own: the caller gives one
+//! [`StreamKey`] per stream (the simulated device's are [`Plan::sim_stream_keys`]; on a GPU,
+//! created streams).
+//!
 //! The simulated device, [`SimDevice`], stands in for a GPU: a byte capacity and an address
 //! window, no memory behind it, with growable books (a trace may hold tens of thousands of
 //! allocations live at once). It serves as the upstream of the pools and, used directly, as the
