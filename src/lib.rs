@@ -22,3 +22,5 @@ pub mod logging;
 pub mod profile;
 pub mod replay;
 pub mod trace;
+#[cfg(doctest)]
+mod guide;

@@ -1,0 +1,13 @@
+//! The user guide (`docs/`), compiled and run as doctests.
+//!
+//! Each page of the guide is the documentation of one item below, so `cargo test --doc` (and
+//! `cargo test --workspace`) compiles and runs every Rust block in it. Blocks that need a GPU
+//! are `no_run` here (compiled, not run); each is also a snippet file in
+//! `tests/guide_snippets/`, which `tests/guide_gpu.rs` runs on a GPU machine, and
+//! `tests/guide_sync.rs` fails when a block and its snippet differ.
+//!
+//! This module exists only under `cfg(doctest)`: it is not part of the library.
+
+/// Page 1.
+#[doc = include_str!("../docs/introduction.md")]
+pub struct Introduction;
