@@ -11,3 +11,7 @@
 /// Page 1.
 #[doc = include_str!("../docs/introduction.md")]
 pub struct Introduction;
+
+/// Page 2.
+#[doc = include_str!("../docs/installation.md")]
+pub struct Installation;
