@@ -15,3 +15,7 @@ pub struct Introduction;
 /// Page 2.
 #[doc = include_str!("../docs/installation.md")]
 pub struct Installation;
+
+/// Page 3.
+#[doc = include_str!("../docs/choosing-a-resource.md")]
+pub struct ChoosingAResource;

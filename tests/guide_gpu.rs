@@ -35,4 +35,4 @@ macro_rules! gpu_examples {
     };
 }
 
-gpu_examples!(first_gpu_program,);
+gpu_examples!(first_gpu_program, async_pool_facts,);
