@@ -19,3 +19,7 @@ pub struct Installation;
 /// Page 3.
 #[doc = include_str!("../docs/choosing-a-resource.md")]
 pub struct ChoosingAResource;
+
+/// Page 4.
+#[doc = include_str!("../docs/pool-allocators.md")]
+pub struct PoolAllocators;
