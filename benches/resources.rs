@@ -4,6 +4,7 @@
 //! ```text
 //! cargo bench --bench resources -- [--trace TRACE.csv] [--allocs N] [--reps N]
 //!     [--threads 1,2,4,8,16] [--only single|stats|scaling] [--resource NAME]
+//!     [--superblock BYTES]
 //! ```
 //!
 //! The workload is a trace in RMM's CSV log format (`--trace`, read with [`strata::trace`]; every
@@ -27,9 +28,11 @@
 //!   `Arena` (one sub-arena per stream), the `StreamOrderedPool` under both reuse policies
 //!   (no initial size) and the single-lock `resources::Pool`; the operations per second of all threads together, and the speedup
 //!   over one thread. A control row gives every thread an `algo::Pool` of its own (nothing
-//!   shared): the most this machine can scale.
+//!   shared): the most this machine can scale. Each thread replays the workload once untimed
+//!   (the resource grows), then the timed replay runs: steady state, not growth.
 //!
-//! `--resource NAME` keeps only the scaling rows whose resource name contains `NAME`.
+//! `--resource NAME` keeps only the scaling rows whose resource name contains `NAME`;
+//! `--superblock BYTES` sets the arena's superblock size (default 1 MiB, RMM's).
 //!
 //! Every figure is the median of `--reps` timed repetitions (default 5), each on a fresh
 //! resource, after one untimed warm-up; only the replay loop is timed. Before timing, each
@@ -365,10 +368,11 @@ fn part_stats(w: &Workload, reps: usize) {
     println!("\n(target: overhead <= 5 ns per operation)");
 }
 
-/// `threads` threads, each replaying `w` at once on the target `make(t)` builds for it (before
-/// the clock starts); returns the operations per second of all of them together, over the
-/// span from the first thread's start to the last thread's end (each thread reads the clock
-/// itself, so a descheduled coordinator cannot shorten the span).
+/// `threads` threads, each replaying `w` on the target `make(t)` builds for it, once untimed
+/// (the warm-up: the resource grows to the workload's needs) and once at the same moment as
+/// the others; returns the operations per second of all of them together over the second
+/// replay, from the first thread's start to the last thread's end (each thread reads the
+/// clock itself, so a descheduled coordinator cannot shorten the span).
 fn scaling_run<T: Target>(w: &Workload, threads: usize, make: &(dyn Fn(usize) -> T + Sync)) -> f64 {
     let barrier = Barrier::new(threads);
     let spans: Vec<(Instant, Instant)> = std::thread::scope(|scope| {
@@ -378,6 +382,8 @@ fn scaling_run<T: Target>(w: &Workload, threads: usize, make: &(dyn Fn(usize) ->
                 scope.spawn(move || {
                     let mut target = make(t);
                     let mut addrs = vec![0u64; w.ids];
+                    // Warm-up: the resource grows to the workload's needs, untimed.
+                    replay(w, &mut addrs, &mut target);
                     barrier.wait();
                     let start = Instant::now();
                     replay(w, &mut addrs, &mut target);
@@ -400,7 +406,13 @@ fn shared_run<R: MemoryResource>(w: &Workload, r: &R, threads: usize) -> f64 {
     scaling_run(w, threads, &|t| OnStream(r, StreamKey(t as u64 + 1)))
 }
 
-fn part_scaling(w: &Workload, reps: usize, threads: &[usize], filter: Option<&str>) {
+fn part_scaling(
+    w: &Workload,
+    reps: usize,
+    threads: &[usize],
+    filter: Option<&str>,
+    superblock: u64,
+) {
     let cap = capacity(w);
     println!(
         "\n## scaling: T threads, each on its own stream, each replaying {} ops\n",
@@ -428,7 +440,7 @@ fn part_scaling(w: &Workload, reps: usize, threads: &[usize], filter: Option<&st
         let arena = Arena::new(
             SimUpstream::new(SIM_CAPACITY),
             NoOrdering,
-            ArenaConfig::new(arena_size),
+            ArenaConfig::new(arena_size).with_superblock_size(superblock),
         )
         .expect("arena");
         shared_run(w, &arena, t)
@@ -461,6 +473,7 @@ struct Args {
     threads: Vec<usize>,
     only: Option<String>,
     resource: Option<String>,
+    superblock: u64,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -471,6 +484,7 @@ fn parse_args() -> Result<Args, String> {
         threads: vec![1, 2, 4, 8, 16],
         only: None,
         resource: None,
+        superblock: strata::algo::MIN_SUPERBLOCK_SIZE,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -490,6 +504,9 @@ fn parse_args() -> Result<Args, String> {
             }
             "--only" => args.only = Some(value()?),
             "--resource" => args.resource = Some(value()?),
+            "--superblock" => {
+                args.superblock = value()?.parse().map_err(|e| format!("--superblock: {e}"))?
+            }
             // cargo bench passes --bench to every bench binary.
             "--bench" => {}
             other => return Err(format!("unknown argument {other}")),
@@ -534,7 +551,13 @@ fn main() -> ExitCode {
         part_stats(&w, args.reps);
     }
     if run("scaling") {
-        part_scaling(&w, args.reps, &args.threads, args.resource.as_deref());
+        part_scaling(
+            &w,
+            args.reps,
+            &args.threads,
+            args.resource.as_deref(),
+            args.superblock,
+        );
     }
     ExitCode::SUCCESS
 }
