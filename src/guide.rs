@@ -23,3 +23,7 @@ pub struct ChoosingAResource;
 /// Page 4.
 #[doc = include_str!("../docs/pool-allocators.md")]
 pub struct PoolAllocators;
+
+/// Page 5.
+#[doc = include_str!("../docs/stream-ordered-allocation.md")]
+pub struct StreamOrderedAllocation;

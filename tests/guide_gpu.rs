@@ -35,4 +35,9 @@ macro_rules! gpu_examples {
     };
 }
 
-gpu_examples!(first_gpu_program, async_pool_facts,);
+gpu_examples!(
+    first_gpu_program,
+    async_pool_facts,
+    cross_stream_rules,
+    buffer_on_two_streams,
+);
