@@ -27,3 +27,7 @@ pub struct PoolAllocators;
 /// Page 5.
 #[doc = include_str!("../docs/stream-ordered-allocation.md")]
 pub struct StreamOrderedAllocation;
+
+/// Page 6.
+#[doc = include_str!("../docs/managed-memory.md")]
+pub struct ManagedMemory;

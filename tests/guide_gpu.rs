@@ -40,4 +40,6 @@ gpu_examples!(
     async_pool_facts,
     cross_stream_rules,
     buffer_on_two_streams,
+    managed_pool,
+    managed_prefetch_advise,
 );
