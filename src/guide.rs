@@ -31,3 +31,7 @@ pub struct StreamOrderedAllocation;
 /// Page 6.
 #[doc = include_str!("../docs/managed-memory.md")]
 pub struct ManagedMemory;
+
+/// Page 7.
+#[doc = include_str!("../docs/logging-and-profiling.md")]
+pub struct LoggingAndProfiling;
