@@ -35,3 +35,7 @@ pub struct ManagedMemory;
 /// Page 7.
 #[doc = include_str!("../docs/logging-and-profiling.md")]
 pub struct LoggingAndProfiling;
+
+/// Page 8.
+#[doc = include_str!("../docs/programming-guide.md")]
+pub struct ProgrammingGuide;

@@ -42,4 +42,7 @@ gpu_examples!(
     buffer_on_two_streams,
     managed_pool,
     managed_prefetch_advise,
+    containers,
+    several_devices,
+    per_device_default,
 );
