@@ -45,13 +45,7 @@ STRATA_RESOURCE=stream-pool STRATA_LOG="$out/strata_log.csv" \
   python3 "$here/train.py" --steps 3 --warmup 0 --allocator strata >"$out/logged.json" 2>"$out/logged.err" \
   || { echo "   FAILED"; tail -n 20 "$out/logged.err"; }
 if [ -f "$out/strata_log.dev0.csv" ]; then
-  python3 - "$out/strata_log.dev0.csv" <<'PY' | tee "$out/log_summary.txt"
-import collections, sys
-lines = open(sys.argv[1]).read().splitlines()
-assert lines[0] == "Thread,Time,Action,Pointer,Size,Stream", lines[0]
-actions = collections.Counter(l.split(",")[2] for l in lines[1:])
-print("log lines", len(lines) - 1, dict(actions))
-PY
+  python3 "$here/check_log.py" "$out/strata_log.dev0.csv" | tee "$out/log_summary.txt"
   gzip -f "$out/strata_log.dev0.csv"
 fi
 

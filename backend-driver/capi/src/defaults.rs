@@ -3,10 +3,12 @@
 //! first allocation, alive for the rest of the process.
 
 use std::ffi::{c_char, c_int};
+use std::fs::File;
+use std::io::BufWriter;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, Once, OnceLock};
 
-use strata::logging::device_log_path;
+use strata::logging::{CsvLog, device_log_path};
 use strata_core::MemoryResource;
 use strata_core::adaptors::{Statistics, Stats};
 use strata_driver::Async;
@@ -343,7 +345,11 @@ fn build(cfg: &Config, ordinal: c_int) -> Result<DeviceDefault, Failure> {
     };
     let logged = match &cfg.log {
         Some(path) => {
-            resources::logging(&resource, device_log_path(path, device.ordinal() as u32))?
+            let e = resources::logging(&resource, device_log_path(path, device.ordinal() as u32))?;
+            if let Some(log) = &e.log {
+                flush_at_exit(Arc::clone(log));
+            }
+            e
         }
         None => resource,
     };
@@ -359,6 +365,39 @@ fn build(cfg: &Config, ordinal: c_int) -> Result<DeviceDefault, Failure> {
         entry,
         reserved,
     })
+}
+
+/// The logs of the default resources, which live as long as the process: Rust never drops
+/// them, so they are flushed by an `atexit` handler.
+static EXIT_LOGS: Mutex<Vec<Arc<CsvLog<BufWriter<File>>>>> = Mutex::new(Vec::new());
+
+unsafe extern "C" {
+    /// The C library's `atexit`.
+    fn atexit(callback: extern "C" fn()) -> c_int;
+}
+
+/// Flushes the default resources' logs (registered with `atexit`; never unwinds).
+extern "C" fn flush_exit_logs() {
+    let _ = std::panic::catch_unwind(|| {
+        let logs = EXIT_LOGS.lock().unwrap_or_else(|p| p.into_inner());
+        for log in logs.iter() {
+            let _ = log.flush();
+        }
+    });
+}
+
+/// Keeps `log` to be flushed when the process exits.
+fn flush_at_exit(log: Arc<CsvLog<BufWriter<File>>>) {
+    static REGISTER: Once = Once::new();
+    REGISTER.call_once(|| {
+        // SAFETY: `flush_exit_logs` is an `extern "C" fn()` that never unwinds, and it only
+        // touches a static, which outlives every exit handler.
+        let _ = unsafe { atexit(flush_exit_logs) };
+    });
+    EXIT_LOGS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(log);
 }
 
 impl DeviceDefault {
@@ -471,6 +510,26 @@ mod tests {
         assert_eq!(e.status, StrataStatus::InvalidArgument);
         let e = Config::from_vars(vars(&[("STRATA_POOL_SIZE", "lots")])).unwrap_err();
         assert!(e.message.starts_with("STRATA_POOL_SIZE=lots"), "{e}");
+    }
+
+    #[test]
+    fn default_logs_are_flushed_at_exit() {
+        let path = std::env::temp_dir().join(format!("strata-exit-{}.csv", std::process::id()));
+        let log = Arc::new(CsvLog::create(&path).unwrap());
+        log.record(
+            strata::trace::Action::Allocate,
+            0x1000,
+            256,
+            strata_core::StreamKey(7),
+        );
+        flush_at_exit(Arc::clone(&log));
+        let before = std::fs::read_to_string(&path).unwrap();
+        assert!(!before.contains("allocate"), "buffered until flushed");
+        flush_exit_logs(); // what the exit handler runs
+        let after = std::fs::read_to_string(&path).unwrap();
+        assert!(after.ends_with(",allocate,0x1000,256,7\n"), "{after:?}");
+        EXIT_LOGS.lock().unwrap().clear();
+        std::fs::remove_file(&path).unwrap();
     }
 
     #[test]
