@@ -6,17 +6,21 @@
 //! `tests/guide_snippets/`, which `tests/guide_gpu.rs` runs on a GPU machine, and
 //! `tests/guide_sync.rs` fails when a block and its snippet differ.
 //!
-//! This module exists only under `cfg(doctest)`: it is not part of the library.
+//! This module exists only under `cfg(doctest)`: it is not part of the library. Pages that use
+//! `strata::driver` are tested when the `driver` feature is on (the default).
 
 /// Page 1.
+#[cfg(feature = "driver")]
 #[doc = include_str!("../docs/introduction.md")]
 pub struct Introduction;
 
 /// Page 2.
+#[cfg(feature = "driver")]
 #[doc = include_str!("../docs/installation.md")]
 pub struct Installation;
 
 /// Page 3.
+#[cfg(feature = "driver")]
 #[doc = include_str!("../docs/choosing-a-resource.md")]
 pub struct ChoosingAResource;
 
@@ -25,10 +29,12 @@ pub struct ChoosingAResource;
 pub struct PoolAllocators;
 
 /// Page 5.
+#[cfg(feature = "driver")]
 #[doc = include_str!("../docs/stream-ordered-allocation.md")]
 pub struct StreamOrderedAllocation;
 
 /// Page 6.
+#[cfg(feature = "driver")]
 #[doc = include_str!("../docs/managed-memory.md")]
 pub struct ManagedMemory;
 
@@ -37,5 +43,6 @@ pub struct ManagedMemory;
 pub struct LoggingAndProfiling;
 
 /// Page 8.
+#[cfg(feature = "driver")]
 #[doc = include_str!("../docs/programming-guide.md")]
 pub struct ProgrammingGuide;
