@@ -39,6 +39,7 @@ gpu_examples!(
     first_gpu_program,
     async_pool_facts,
     cross_stream_rules,
+    grow_first_pool,
     buffer_on_two_streams,
     managed_pool,
     managed_prefetch_advise,
