@@ -12,11 +12,17 @@
 //!   maximum the whole capacity, so it never grows during a replay;
 //! - `strata-tlsf`: [`strata::algo::CoalescingList`] with the capacity as its one chunk;
 //!
-//!   both strata lists get their metadata preallocated (`CoalescingList::with_capacity`), as
-//!   offset-allocator (`with_max_allocs`) and xalloc (`with_capacity`) do: 2 × the trace's peak
-//!   live blocks + 64 nodes. strata frees by address (`deallocate(addr, size)`, RMM's
-//!   interface), so it looks the block up in a hash table; offset-allocator and xalloc free by
-//!   the handle their `allocate` returned, with no lookup;
+//!   these two free by address (`deallocate(addr, size)`, RMM's interface, what strata's
+//!   memory resources pay), so they look the block up in the list's address table;
+//! - `strata-pool-h`, `strata-tlsf-h`: the same pool and list built with
+//!   [`strata::algo::HandlesOnly`] (no address table), allocating with `allocate_block` and
+//!   freeing with the 8-byte [`BlockHandle`] it returned (`deallocate_block`: node index +
+//!   generation check, no lookup), as offset-allocator and xalloc free by the handle their
+//!   `allocate` returned;
+//!
+//!   all four strata subjects get their metadata preallocated (`CoalescingList::with_capacity`
+//!   / `preallocated`), as offset-allocator (`with_max_allocs`) and xalloc (`with_capacity`) do:
+//!   2 × the trace's peak live blocks + 64 nodes;
 //! - `range-alloc` 0.1.5: best fit over a sorted free-range vector, `allocate_range_aligned(size,
 //!   256)`, in bytes;
 //! - `offset-allocator` 0.2.0: u32 sizes and no alignment argument, so it counts in 256-byte
@@ -61,8 +67,11 @@
 //! With no trace, it replays the bundled `examples/traces/sample.csv` (so a plain `cargo bench`
 //! runs it too).
 //!
-//! The last line is `worst ratio_vs_best_peer=<x>`: the largest, over the traces, of
-//! `strata-pool`'s ns/op divided by the fastest peer's ns/op on that trace.
+//! The last line is `worst ratio_vs_best_peer=<x> (strata-pool-h: ...)`: the largest, over the
+//! traces, of `strata-pool-h`'s ns/op divided by the fastest peer's ns/op on that trace. The
+//! headline is the handle form because the peers are called through their own handle APIs:
+//! it is the like-for-like comparison. The line before it gives the same for `strata-pool`,
+//! the address form, which is what strata's memory resources (freed by pointer) pay.
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -70,7 +79,7 @@ use std::num::NonZeroU64;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use strata::algo::{CoalescingList, Pool, PoolConfig};
+use strata::algo::{BlockHandle, CoalescingList, HandlesOnly, Pool, PoolConfig};
 use strata::trace::{Op, Trace};
 use strata::{Range, SimUpstream};
 
@@ -207,6 +216,9 @@ trait Subject: Sized {
     fn metadata(&self) -> Option<(usize, usize)> {
         None
     }
+
+    /// The allocator's own figure of metadata bytes per block, where it documents one.
+    const NODE_BYTES: Option<usize> = None;
 }
 
 /// How many metadata nodes the allocators that preallocate them (strata, offset-allocator,
@@ -227,6 +239,7 @@ struct StrataPool {
 impl Subject for StrataPool {
     const NAME: &'static str = "strata-pool";
     const IS_STRATA: bool = true;
+    const NODE_BYTES: Option<usize> = Some(CoalescingList::<0, 0>::NODE_BYTES);
     /// The block's address; never 0 (the simulated device starts at 2^40), so a handle table
     /// slot is 8 bytes, like offset-allocator's.
     type Handle = NonZeroU64;
@@ -279,6 +292,7 @@ struct StrataTlsf {
 impl Subject for StrataTlsf {
     const NAME: &'static str = "strata-tlsf";
     const IS_STRATA: bool = true;
+    const NODE_BYTES: Option<usize> = Some(CoalescingList::<0, 0>::NODE_BYTES);
     /// The block's address; the chunk starts at [`TLSF_BASE`], so it is never 0.
     type Handle = NonZeroU64;
 
@@ -299,6 +313,111 @@ impl Subject for StrataTlsf {
     fn free(&mut self, start: NonZeroU64, size: u64) {
         if let Err(e) = self.inner.deallocate(start.get(), size) {
             panic!("strata-tlsf refused the free of a block it handed out: {e}");
+        }
+    }
+
+    fn bounds(&self) -> (u64, u64) {
+        (self.chunk.start, self.chunk.len)
+    }
+
+    fn self_check(&self) -> Result<(), String> {
+        self.inner.check_invariants().map_err(str::to_owned)
+    }
+
+    fn metadata(&self) -> Option<(usize, usize)> {
+        let list = &self.inner;
+        Some((
+            list.metadata_bytes(),
+            list.live_blocks() + list.free_blocks(),
+        ))
+    }
+}
+
+/// strata's coalescing pool freed by handle: as [`StrataPool`], but its list keeps no address
+/// table (`HandlesOnly`) and blocks are freed with the [`BlockHandle`] `allocate_block`
+/// returned (`deallocate_block`: the node index, checked against a generation), as
+/// offset-allocator and xalloc free by handle.
+struct StrataPoolH {
+    inner: Pool<SimUpstream, 0, 0, HandlesOnly>,
+    chunk: Range,
+}
+
+impl Subject for StrataPoolH {
+    const NAME: &'static str = "strata-pool-h";
+    const IS_STRATA: bool = true;
+    const NODE_BYTES: Option<usize> = Some(CoalescingList::<0, 0, HandlesOnly>::NODE_BYTES);
+    /// The block's node and generation: 8 bytes, and `Option<BlockHandle>` too, like
+    /// offset-allocator's handle.
+    type Handle = BlockHandle;
+
+    fn build(capacity: u64, max_blocks: usize) -> Option<Self> {
+        let config = PoolConfig::new(capacity).with_maximum(capacity);
+        let list = CoalescingList::preallocated(metadata_slots(max_blocks)).ok()?;
+        let inner = Pool::with_list(SimUpstream::new(capacity), list, config).ok()?;
+        assert_eq!(inner.chunk_count(), 1, "the pool starts with one chunk");
+        let chunk = inner.list().chunks().next()?;
+        Some(StrataPoolH { inner, chunk })
+    }
+
+    #[inline]
+    fn alloc(&mut self, size: u64) -> Option<(BlockHandle, u64)> {
+        let b = self.inner.allocate_block(size, ALIGN).ok()?;
+        Some((b.handle(), b.start()))
+    }
+
+    #[inline]
+    fn free(&mut self, handle: BlockHandle, _size: u64) {
+        if let Err(e) = self.inner.deallocate_block(handle) {
+            panic!("strata-pool-h refused the free of a block it handed out: {e}");
+        }
+    }
+
+    fn bounds(&self) -> (u64, u64) {
+        (self.chunk.start, self.chunk.len)
+    }
+
+    fn self_check(&self) -> Result<(), String> {
+        self.inner.list().check_invariants().map_err(str::to_owned)
+    }
+
+    fn metadata(&self) -> Option<(usize, usize)> {
+        let list = self.inner.list();
+        Some((
+            list.metadata_bytes(),
+            list.live_blocks() + list.free_blocks(),
+        ))
+    }
+}
+
+/// strata's TLSF list alone, freed by handle (`HandlesOnly`, `deallocate_block`).
+struct StrataTlsfH {
+    inner: CoalescingList<0, 0, HandlesOnly>,
+    chunk: Range,
+}
+
+impl Subject for StrataTlsfH {
+    const NAME: &'static str = "strata-tlsf-h";
+    const IS_STRATA: bool = true;
+    const NODE_BYTES: Option<usize> = Some(CoalescingList::<0, 0, HandlesOnly>::NODE_BYTES);
+    type Handle = BlockHandle;
+
+    fn build(capacity: u64, max_blocks: usize) -> Option<Self> {
+        let chunk = Range::new(TLSF_BASE, capacity);
+        let mut inner = CoalescingList::preallocated(metadata_slots(max_blocks)).ok()?;
+        inner.add_chunk(chunk).ok()?;
+        Some(StrataTlsfH { inner, chunk })
+    }
+
+    #[inline]
+    fn alloc(&mut self, size: u64) -> Option<(BlockHandle, u64)> {
+        let b = self.inner.allocate_block(size, ALIGN).ok()?;
+        Some((b.handle(), b.start()))
+    }
+
+    #[inline]
+    fn free(&mut self, handle: BlockHandle, _size: u64) {
+        if let Err(e) = self.inner.deallocate_block(handle) {
+            panic!("strata-tlsf-h refused the free of a block it handed out: {e}");
         }
     }
 
@@ -625,6 +744,8 @@ struct Row {
     failed: u64,
     /// See [`Checked::metadata_at_peak`].
     metadata_at_peak: Option<(usize, usize)>,
+    /// See [`Subject::NODE_BYTES`].
+    node_bytes: Option<usize>,
     /// See [`min_capacity`]; `None` also when the search was skipped.
     min_capacity: Option<f64>,
     /// Whether the capacity search ran.
@@ -732,6 +853,7 @@ fn thread_cpu_ns() -> Option<u64> {
 struct Entry {
     name: &'static str,
     is_strata: bool,
+    node_bytes: Option<usize>,
     verify: fn(&Workload, u64) -> Option<Checked>,
     time_once: fn(&Workload, u64, Clock) -> f64,
     min_capacity: fn(&Workload) -> Option<f64>,
@@ -742,6 +864,7 @@ impl Entry {
         Entry {
             name: A::NAME,
             is_strata: A::IS_STRATA,
+            node_bytes: A::NODE_BYTES,
             verify: verify::<A>,
             time_once: time_once::<A>,
             min_capacity: min_capacity::<A>,
@@ -783,6 +906,7 @@ fn measure(w: &Workload, s: &Settings, entries: &[Entry]) -> Vec<Row> {
                 ns_min: checked.map(|_| samples[0]),
                 failed: checked.map_or(0, |c| c.failed),
                 metadata_at_peak: checked.and_then(|c| c.metadata_at_peak),
+                node_bytes: e.node_bytes,
                 min_capacity: if s.search { (e.min_capacity)(w) } else { None },
                 searched: s.search,
             }
@@ -861,6 +985,8 @@ fn main() -> ExitCode {
     let entries = [
         Entry::of::<StrataPool>(),
         Entry::of::<StrataTlsf>(),
+        Entry::of::<StrataPoolH>(),
+        Entry::of::<StrataTlsfH>(),
         Entry::of::<RangeAlloc>(),
         Entry::of::<OffsetAlloc>(),
         Entry::of::<Buddy>(),
@@ -874,7 +1000,9 @@ fn main() -> ExitCode {
         eprintln!("--only names no allocator");
         return ExitCode::FAILURE;
     }
-    let mut worst: Option<f64> = None;
+    // The headline is the handle form (strata-pool-h): the peers are called through their own
+    // handle APIs. The address form (strata-pool) is what the memory resources pay.
+    let mut worst = Worst::default();
     for path in &s.traces {
         let w = match Workload::load(path) {
             Ok(w) => w,
@@ -900,15 +1028,31 @@ fn main() -> ExitCode {
         print_rows(&w, &rows, &mut worst);
     }
     println!();
-    match worst {
-        Some(x) => println!("worst ratio_vs_best_peer={x:.3}"),
-        None => println!("worst ratio_vs_best_peer=n/a"),
-    }
+    let fmt = |x: Option<f64>| x.map_or_else(|| "n/a".to_owned(), |x| format!("{x:.3}"));
+    println!(
+        "worst ratio_vs_best_peer of {} (frees by address, what the resources pay)={}",
+        StrataPool::NAME,
+        fmt(worst.address)
+    );
+    println!(
+        "worst ratio_vs_best_peer={} ({}: frees by handle, as the peers are called)",
+        fmt(worst.handle),
+        StrataPoolH::NAME
+    );
     ExitCode::SUCCESS
 }
 
-/// Prints one trace's table and folds its strata-pool ratio into `worst`.
-fn print_rows(w: &Workload, rows: &[Row], worst: &mut Option<f64>) {
+/// The worst ratios to the fastest peer so far, over the traces.
+#[derive(Debug, Default)]
+struct Worst {
+    /// Of `strata-pool-h` (the headline).
+    handle: Option<f64>,
+    /// Of `strata-pool`.
+    address: Option<f64>,
+}
+
+/// Prints one trace's table and folds its strata-pool-h and strata-pool ratios into `worst`.
+fn print_rows(w: &Workload, rows: &[Row], worst: &mut Worst) {
     let best_peer = rows
         .iter()
         .filter(|r| !r.is_strata)
@@ -944,13 +1088,17 @@ fn print_rows(w: &Workload, rows: &[Row], worst: &mut Option<f64>) {
         println!("  * refused allocations at the timed capacity: its ns/op covers less work");
     }
     for r in rows {
-        if let Some((bytes, blocks)) = r.metadata_at_peak {
+        if let (Some((bytes, blocks)), Some(node_bytes)) = (r.metadata_at_peak, r.node_bytes) {
             println!(
-                "  {}: {} B of metadata per block (node + hash bucket); held at the peak: \
+                "  {}: {node_bytes} B of metadata per block (node{}); held at the peak: \
                  {bytes} B for {blocks} blocks (live + free) = {:.1} B/block, counting the \
                  room preallocated for 2 x peak live blocks + 64",
                 r.name,
-                CoalescingList::<0, 0>::NODE_BYTES,
+                if node_bytes > 32 {
+                    " + hash bucket"
+                } else {
+                    ""
+                },
                 bytes as f64 / blocks.max(1) as f64
             );
         }
@@ -959,13 +1107,18 @@ fn print_rows(w: &Workload, rows: &[Row], worst: &mut Option<f64>) {
         return;
     };
     println!("  fastest peer: {best_name} ({best:.1} ns/op)");
-    if let Some(pool) = rows
-        .iter()
-        .find(|r| r.name == StrataPool::NAME)
-        .and_then(|r| r.ns_per_op)
-    {
-        let ratio = pool / best;
-        println!("  {}: ratio_vs_best_peer={ratio:.3}", w.name);
-        *worst = Some(worst.map_or(ratio, |x: f64| x.max(ratio)));
+    for (name, slot) in [
+        (StrataPoolH::NAME, &mut worst.handle),
+        (StrataPool::NAME, &mut worst.address),
+    ] {
+        if let Some(ns) = rows
+            .iter()
+            .find(|r| r.name == name)
+            .and_then(|r| r.ns_per_op)
+        {
+            let ratio = ns / best;
+            println!("  {}: {name} ratio_vs_best_peer={ratio:.3}", w.name);
+            *slot = Some(slot.map_or(ratio, |x: f64| x.max(ratio)));
+        }
     }
 }

@@ -5,7 +5,9 @@
 mod pool;
 mod tlsf;
 pub use pool::{Pool, PoolConfig};
-pub use tlsf::{CoalescingList, PartitionId};
+pub use tlsf::{
+    AddressIndex, AddressTable, Block, BlockHandle, CoalescingList, HandlesOnly, PartitionId,
+};
 
 mod fixed;
 #[cfg(feature = "alloc")]

@@ -14,7 +14,7 @@
 
 use crate::{DEFAULT_ALIGNMENT, Error, Range, Upstream, align_down, align_up};
 
-use super::{CoalescingList, PartitionId};
+use super::{AddressIndex, AddressTable, Block, BlockHandle, CoalescingList, PartitionId};
 
 /// How a [`Pool`] starts and how far it may grow.
 ///
@@ -82,7 +82,11 @@ impl PoolConfig {
 /// dangle, as with RMM). Give the pool `&mut U` to keep using the upstream afterwards
 /// ([`Upstream`] is implemented for `&mut U`).
 ///
-/// `N` and `P` are the list's inline nodes and partitions (0: growable, feature `alloc`).
+/// `N` and `P` are the list's inline nodes and partitions (0: growable, feature `alloc`), `I`
+/// its [`AddressIndex`]: with the default [`AddressTable`] blocks are freed by address
+/// ([`deallocate`](Self::deallocate)) or by handle; with [`HandlesOnly`](super::HandlesOnly)
+/// only by the [`Block`] handle [`allocate_block`](Self::allocate_block) returns
+/// ([`deallocate_block`](Self::deallocate_block)), and the list keeps no address table.
 ///
 /// ```
 /// use strata_core::{Error, SimUpstream, algo::{Pool, PoolConfig}};
@@ -98,9 +102,10 @@ impl PoolConfig {
 /// # Ok::<(), Error>(())
 /// ```
 #[derive(Debug)]
-pub struct Pool<U: Upstream, const N: usize = 0, const P: usize = 0> {
+pub struct Pool<U: Upstream, const N: usize = 0, const P: usize = 0, I: AddressIndex = AddressTable>
+{
     upstream: U,
-    list: CoalescingList<N, P>,
+    list: CoalescingList<N, P, I>,
     /// The maximum, rounded down to 256.
     maximum: Option<u64>,
 }
@@ -124,7 +129,7 @@ impl<U: Upstream> Pool<U> {
     }
 }
 
-impl<U: Upstream, const N: usize, const P: usize> Pool<U, N, P> {
+impl<U: Upstream, const N: usize, const P: usize, I: AddressIndex> Pool<U, N, P, I> {
     /// A pool over `upstream` that keeps its blocks in `list` (which must be empty: e.g. a
     /// fixed-capacity list, for a pool with no heap), taking `config.initial_size` bytes now.
     ///
@@ -149,7 +154,7 @@ impl<U: Upstream, const N: usize, const P: usize> Pool<U, N, P> {
     /// ```
     pub fn with_list(
         upstream: U,
-        list: CoalescingList<N, P>,
+        list: CoalescingList<N, P, I>,
         config: PoolConfig,
     ) -> Result<Self, Error> {
         if list.chunk_count() != 0 {
@@ -184,55 +189,54 @@ impl<U: Upstream, const N: usize, const P: usize> Pool<U, N, P> {
         Ok(pool)
     }
 
-    /// Allocates `size` bytes aligned to `align` (at least 256), growing the pool if needed.
-    /// The range returned has the length `size` rounded up to 256.
+    /// Allocates `size` bytes aligned to `align` (at least 256) from partition 0, growing the
+    /// pool if needed, and returns the block with its handle
+    /// ([`deallocate_block`](Self::deallocate_block) frees it in O(1) with no lookup). The
+    /// range has the length `size` rounded up to 256.
     ///
     /// # Errors
     ///
-    /// Nothing changes on error, except that wholly free chunks may have been given back.
-    /// [`Error::ZeroSize`], [`Error::InvalidAlignment`], [`Error::SizeOverflow`] for a bad
-    /// request; [`Error::OutOfMemory`] (with the pool's largest free block and free bytes)
-    /// when neither the pool nor its upstream can serve it, even after trimming; an
-    /// upstream's other error (e.g. a backend failure); [`Error::MetadataExhausted`] when
-    /// the list has no node left.
+    /// As [`allocate`](Self::allocate).
     ///
     /// ```
-    /// use strata_core::{SimUpstream, algo::{Pool, PoolConfig}};
-    /// let mut pool = Pool::new(SimUpstream::new(1 << 20), PoolConfig::new(0))?;
-    /// let r = pool.allocate(1, 4096)?;
-    /// assert_eq!((r.start % 4096, r.len), (0, 256));
+    /// use strata_core::{SimUpstream, algo::{CoalescingList, HandlesOnly, Pool, PoolConfig}};
+    /// let list = CoalescingList::<0, 0, HandlesOnly>::growable();
+    /// let mut pool = Pool::with_list(SimUpstream::new(1 << 20), list, PoolConfig::new(4096))?;
+    /// let b = pool.allocate_block(3000, 256)?;
+    /// assert_eq!(b.range().len, 3072);
+    /// pool.deallocate_block(b)?;
     /// # Ok::<(), strata_core::Error>(())
     /// ```
-    #[inline]
-    pub fn allocate(&mut self, size: u64, align: u64) -> Result<Range, Error> {
-        self.allocate_in(0, size, align)
+    #[inline(always)]
+    pub fn allocate_block(&mut self, size: u64, align: u64) -> Result<Block, Error> {
+        self.allocate_block_in(0, size, align)
     }
 
-    /// Allocates from partition `part` of the list; a chunk the pool grows by for this request
-    /// goes to `part`. (The stream-ordered pool keeps one partition per stream.)
+    /// [`allocate_block`](Self::allocate_block) from partition `part` of the list; a chunk
+    /// the pool grows by for this request goes to `part`.
     ///
     /// # Errors
     ///
-    /// As [`allocate`](Self::allocate); also [`Error::UnknownStream`] (the partition id) for
-    /// a partition that does not exist.
+    /// As [`allocate_in`](Self::allocate_in).
     ///
     /// ```
-    /// use strata_core::{SimUpstream, algo::{Pool, PoolConfig}};
-    /// let mut pool = Pool::new(SimUpstream::new(1 << 20), PoolConfig::new(4096))?;
+    /// use strata_core::{SimUpstream, algo::{CoalescingList, HandlesOnly, Pool, PoolConfig}};
+    /// let list = CoalescingList::<0, 0, HandlesOnly>::growable();
+    /// let mut pool = Pool::with_list(SimUpstream::new(1 << 20), list, PoolConfig::new(4096))?;
     /// let s1 = pool.add_partition()?;
-    /// let r = pool.allocate_in(s1, 1024, 256)?; // partition s1 has nothing: the pool grows
+    /// let b = pool.allocate_block_in(s1, 1024, 256)?; // s1 has nothing: the pool grows
     /// assert_eq!(pool.chunk_count(), 2);
-    /// pool.deallocate_in(s1, r.start, 1024)?;
+    /// pool.deallocate_block_in(s1, b)?;
     /// # Ok::<(), strata_core::Error>(())
     /// ```
-    #[inline]
-    pub fn allocate_in(
+    #[inline(always)]
+    pub fn allocate_block_in(
         &mut self,
         part: PartitionId,
         size: u64,
         align: u64,
-    ) -> Result<Range, Error> {
-        match self.list.allocate_in(part, size, align) {
+    ) -> Result<Block, Error> {
+        match self.list.allocate_block_in(part, size, align) {
             Err(Error::OutOfMemory { .. }) => self.grow_and_allocate(part, size, align),
             other => other,
         }
@@ -244,8 +248,8 @@ impl<U: Upstream, const N: usize, const P: usize> Pool<U, N, P> {
         part: PartitionId,
         size: u64,
         align: u64,
-    ) -> Result<Range, Error> {
-        let need = CoalescingList::<N, P>::min_block_for(size, align)?;
+    ) -> Result<Block, Error> {
+        let need = CoalescingList::<N, P, I>::min_block_for(size, align)?;
         let grown = match self.grow(part, need) {
             Ok(()) => Ok(()),
             Err(first) => {
@@ -258,7 +262,7 @@ impl<U: Upstream, const N: usize, const P: usize> Pool<U, N, P> {
             }
         };
         match grown {
-            Ok(()) => self.list.allocate_in(part, size, align),
+            Ok(()) => self.list.allocate_block_in(part, size, align),
             Err(Error::OutOfMemory { .. }) => Err(Error::OutOfMemory {
                 requested: size,
                 largest_free: self.list.largest_free(),
@@ -308,44 +312,50 @@ impl<U: Upstream, const N: usize, const P: usize> Pool<U, N, P> {
         Ok(())
     }
 
-    /// Frees the block at `addr` (allocated with `size`) into partition 0.
+    /// Frees the block of `handle` (a [`BlockHandle`], or the [`Block`]) into partition 0
+    /// (see [`CoalescingList::deallocate_block`]).
     ///
     /// # Errors
     ///
-    /// As [`CoalescingList::deallocate`]: [`Error::NotAllocated`], [`Error::DoubleFree`],
-    /// [`Error::SizeMismatch`], [`Error::ZeroSize`]; nothing changes then.
+    /// As [`CoalescingList::deallocate_block_in`]: [`Error::DoubleFree`] for a stale handle,
+    /// [`Error::NotAllocated`] for a foreign one; nothing changes then.
     ///
     /// ```
-    /// use strata_core::{Error, SimUpstream, algo::{Pool, PoolConfig}};
-    /// let mut pool = Pool::new(SimUpstream::new(1 << 20), PoolConfig::new(256))?;
-    /// let r = pool.allocate(100, 256)?;
-    /// pool.deallocate(r.start, 100)?;
-    /// assert_eq!(pool.deallocate(r.start, 100), Err(Error::DoubleFree { addr: r.start }));
+    /// use strata_core::{Error, SimUpstream, algo::{CoalescingList, HandlesOnly, Pool, PoolConfig}};
+    /// let list = CoalescingList::<0, 0, HandlesOnly>::growable();
+    /// let mut pool = Pool::with_list(SimUpstream::new(1 << 20), list, PoolConfig::new(256))?;
+    /// let b = pool.allocate_block(100, 256)?;
+    /// pool.deallocate_block(b)?;
+    /// assert_eq!(pool.deallocate_block(b), Err(Error::DoubleFree { addr: b.start() }));
     /// # Ok::<(), Error>(())
     /// ```
-    #[inline]
-    pub fn deallocate(&mut self, addr: u64, size: u64) -> Result<(), Error> {
-        self.list.deallocate(addr, size)
+    #[inline(always)]
+    pub fn deallocate_block(&mut self, handle: impl Into<BlockHandle>) -> Result<(), Error> {
+        self.list.deallocate_block(handle)
     }
 
-    /// Frees the block at `addr` into partition `part`.
+    /// Frees the block of `handle` into partition `part`.
     ///
     /// # Errors
     ///
-    /// As [`CoalescingList::deallocate_in`].
+    /// As [`CoalescingList::deallocate_block_in`].
     ///
     /// ```
     /// use strata_core::{SimUpstream, algo::{Pool, PoolConfig}};
     /// let mut pool = Pool::new(SimUpstream::new(1 << 20), PoolConfig::new(4096))?;
     /// let s1 = pool.add_partition()?;
-    /// let r = pool.allocate(1024, 256)?;
-    /// pool.deallocate_in(s1, r.start, 1024)?;
+    /// let b = pool.allocate_block(1024, 256)?; // an address-table pool hands out handles too
+    /// pool.deallocate_block_in(s1, b)?;
     /// assert_eq!(pool.list().free_bytes_in(s1), 1024);
     /// # Ok::<(), strata_core::Error>(())
     /// ```
-    #[inline]
-    pub fn deallocate_in(&mut self, part: PartitionId, addr: u64, size: u64) -> Result<(), Error> {
-        self.list.deallocate_in(part, addr, size)
+    #[inline(always)]
+    pub fn deallocate_block_in(
+        &mut self,
+        part: PartitionId,
+        handle: impl Into<BlockHandle>,
+    ) -> Result<(), Error> {
+        self.list.deallocate_block_in(part, handle)
     }
 
     /// Adds a partition to the list (see [`CoalescingList::add_partition`]).
@@ -527,7 +537,7 @@ impl<U: Upstream, const N: usize, const P: usize> Pool<U, N, P> {
     /// assert_eq!(pool.list().check_invariants(), Ok(()));
     /// # Ok::<(), strata_core::Error>(())
     /// ```
-    pub fn list(&self) -> &CoalescingList<N, P> {
+    pub fn list(&self) -> &CoalescingList<N, P, I> {
         &self.list
     }
 
@@ -559,7 +569,100 @@ impl<U: Upstream, const N: usize, const P: usize> Pool<U, N, P> {
     }
 }
 
-impl<U: Upstream, const N: usize, const P: usize> Drop for Pool<U, N, P> {
+impl<U: Upstream, const N: usize, const P: usize> Pool<U, N, P, AddressTable> {
+    /// Allocates `size` bytes aligned to `align` (at least 256), growing the pool if needed.
+    /// The range returned has the length `size` rounded up to 256.
+    ///
+    /// # Errors
+    ///
+    /// Nothing changes on error, except that wholly free chunks may have been given back.
+    /// [`Error::ZeroSize`], [`Error::InvalidAlignment`], [`Error::SizeOverflow`] for a bad
+    /// request; [`Error::OutOfMemory`] (with the pool's largest free block and free bytes)
+    /// when neither the pool nor its upstream can serve it, even after trimming; an
+    /// upstream's other error (e.g. a backend failure); [`Error::MetadataExhausted`] when
+    /// the list has no node left.
+    ///
+    /// ```
+    /// use strata_core::{SimUpstream, algo::{Pool, PoolConfig}};
+    /// let mut pool = Pool::new(SimUpstream::new(1 << 20), PoolConfig::new(0))?;
+    /// let r = pool.allocate(1, 4096)?;
+    /// assert_eq!((r.start % 4096, r.len), (0, 256));
+    /// # Ok::<(), strata_core::Error>(())
+    /// ```
+    #[inline]
+    pub fn allocate(&mut self, size: u64, align: u64) -> Result<Range, Error> {
+        self.allocate_in(0, size, align)
+    }
+
+    /// Allocates from partition `part` of the list; a chunk the pool grows by for this request
+    /// goes to `part`. (The stream-ordered pool keeps one partition per stream.)
+    ///
+    /// # Errors
+    ///
+    /// As [`allocate`](Self::allocate); also [`Error::UnknownStream`] (the partition id) for
+    /// a partition that does not exist.
+    ///
+    /// ```
+    /// use strata_core::{SimUpstream, algo::{Pool, PoolConfig}};
+    /// let mut pool = Pool::new(SimUpstream::new(1 << 20), PoolConfig::new(4096))?;
+    /// let s1 = pool.add_partition()?;
+    /// let r = pool.allocate_in(s1, 1024, 256)?; // partition s1 has nothing: the pool grows
+    /// assert_eq!(pool.chunk_count(), 2);
+    /// pool.deallocate_in(s1, r.start, 1024)?;
+    /// # Ok::<(), strata_core::Error>(())
+    /// ```
+    #[inline]
+    pub fn allocate_in(
+        &mut self,
+        part: PartitionId,
+        size: u64,
+        align: u64,
+    ) -> Result<Range, Error> {
+        self.allocate_block_in(part, size, align).map(|b| b.range())
+    }
+
+    /// Frees the block at `addr` (allocated with `size`) into partition 0.
+    ///
+    /// # Errors
+    ///
+    /// As [`CoalescingList::deallocate`]: [`Error::NotAllocated`], [`Error::DoubleFree`],
+    /// [`Error::SizeMismatch`], [`Error::ZeroSize`]; nothing changes then.
+    ///
+    /// ```
+    /// use strata_core::{Error, SimUpstream, algo::{Pool, PoolConfig}};
+    /// let mut pool = Pool::new(SimUpstream::new(1 << 20), PoolConfig::new(256))?;
+    /// let r = pool.allocate(100, 256)?;
+    /// pool.deallocate(r.start, 100)?;
+    /// assert_eq!(pool.deallocate(r.start, 100), Err(Error::DoubleFree { addr: r.start }));
+    /// # Ok::<(), Error>(())
+    /// ```
+    #[inline]
+    pub fn deallocate(&mut self, addr: u64, size: u64) -> Result<(), Error> {
+        self.list.deallocate(addr, size)
+    }
+
+    /// Frees the block at `addr` into partition `part`.
+    ///
+    /// # Errors
+    ///
+    /// As [`CoalescingList::deallocate_in`].
+    ///
+    /// ```
+    /// use strata_core::{SimUpstream, algo::{Pool, PoolConfig}};
+    /// let mut pool = Pool::new(SimUpstream::new(1 << 20), PoolConfig::new(4096))?;
+    /// let s1 = pool.add_partition()?;
+    /// let r = pool.allocate(1024, 256)?;
+    /// pool.deallocate_in(s1, r.start, 1024)?;
+    /// assert_eq!(pool.list().free_bytes_in(s1), 1024);
+    /// # Ok::<(), strata_core::Error>(())
+    /// ```
+    #[inline]
+    pub fn deallocate_in(&mut self, part: PartitionId, addr: u64, size: u64) -> Result<(), Error> {
+        self.list.deallocate_in(part, addr, size)
+    }
+}
+
+impl<U: Upstream, const N: usize, const P: usize, I: AddressIndex> Drop for Pool<U, N, P, I> {
     /// Gives every chunk back to the upstream, ignoring its errors.
     fn drop(&mut self) {
         let _ = self.release_all();

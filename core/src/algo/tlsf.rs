@@ -3,6 +3,7 @@
 //! (one per stream, for the stream-ordered pool). See [`CoalescingList`].
 
 use core::fmt;
+use core::num::NonZeroU32;
 
 #[cfg(feature = "alloc")]
 use alloc::vec::Vec;
@@ -41,27 +42,38 @@ const TAG_VACANT: u32 = 3 << 14;
 const MAX_PARTITIONS: usize = 1 << 14;
 /// The low bits of `start` and `size` that hold the tag.
 const TAG_MASK: u64 = DEFAULT_ALIGNMENT - 1;
+/// The live tag's high byte, as it sits in the low bits of `size_tag` (its low byte, in
+/// `start_tag`, is 0: a live node's `start_tag` is its start).
+const LIVE_HI: u64 = (TAG_LIVE >> 8) as u64;
 
-/// The size class `(first level, second level)` of a block of `units` granules.
-///
-/// Classes below 32 granules are exact (first level 0, second level = units); above, the first
-/// level is `log2(units) - 4` and the second the next 5 bits below the leading one.
+/// `max(0, floor(log2(units)) - 5)`: the number of low bits of a size (in granules) that its
+/// class ignores.
 #[inline(always)]
-fn class_of(units: u64) -> (usize, usize) {
-    // log2(units | 32) - 5: 0 for the exact classes.
-    let shift = 58 - (units | 32).leading_zeros();
-    let m = units >> shift; // in 0..64; 32.. iff units >= 32
-    (
-        shift as usize + (m >> SL_BITS) as usize,
-        (m as usize) & (SL_COUNT - 1),
-    )
+fn class_shift(units: u64) -> u32 {
+    58 - (units | 32).leading_zeros()
 }
 
-/// The flat list index of a class.
+/// The flat size-class index (first level × 32 + second level) of a block of `units` granules.
+///
+/// Classes below 64 granules are exact (the index is `units`); above, the first level is
+/// `log2(units) - 4` and the second the next 5 bits below the leading one. With
+/// `shift = class_shift(units)` and `m = units >> shift` (in 32..64 above the exact classes),
+/// the first level is `shift + m / 32` and the second `m % 32`, so the flat index is
+/// `32 * shift + m`.
 #[inline(always)]
 fn class_index(units: u64) -> usize {
-    let (fl, sl) = class_of(units);
-    fl * SL_COUNT + sl
+    let shift = class_shift(units);
+    ((shift as usize) << SL_BITS) + (units >> shift) as usize
+}
+
+/// The first class whose every block holds at least `units` granules:
+/// `class_index(search_units(units))`, in a few instructions (the class of `units`, plus one
+/// when `units` is not the smallest size of its class).
+#[inline(always)]
+fn search_class(units: u64) -> usize {
+    let shift = class_shift(units);
+    let c = ((shift as usize) << SL_BITS) + (units >> shift) as usize;
+    c + usize::from(units & ((1u64 << shift) - 1) != 0)
 }
 
 /// `units` rounded up to the start of the next class boundary: every block whose class is at
@@ -69,9 +81,9 @@ fn class_index(units: u64) -> usize {
 /// block size of that class.
 #[inline(always)]
 fn search_units(units: u64) -> u64 {
-    let shift = 58 - (units | 32).leading_zeros();
+    let shift = class_shift(units);
     let up = units + (1u64 << shift) - 1;
-    let shift_up = 58 - (up | 32).leading_zeros();
+    let shift_up = class_shift(up);
     (up >> shift_up) << shift_up
 }
 
@@ -83,12 +95,17 @@ fn search_units(units: u64) -> u64 {
 ///
 /// Field use by kind:
 ///
-/// | kind   | start, size | `prev_phys`, `next_phys`     | `link_prev`, `link_next`       |
-/// |--------|-------------|------------------------------|--------------------------------|
-/// | free   | the block   | physical neighbours or `NIL` | its size-class list            |
-/// | live   | the block   | physical neighbours or `NIL` | -, next in its hash bucket     |
-/// | chunk  | the chunk   | first block, -               | the chunk list                 |
-/// | vacant | -           | -                            | -, next vacant slot            |
+/// | kind   | start, size | `prev_phys`, `next_phys`        | `link_prev`, `link_next`             |
+/// |--------|-------------|---------------------------------|--------------------------------------|
+/// | free   | the block   | physical neighbours             | its size-class list                  |
+/// | live   | the block   | physical neighbours             | generation, next in its hash bucket  |
+/// | chunk  | the chunk   | last block, first block         | the chunk list                       |
+/// | vacant | -           | -                               | -, next vacant slot                  |
+///
+/// The blocks of a chunk and its record form a circular list through the physical links: the
+/// first block's `prev_phys` and the last block's `next_phys` are the chunk record. So every
+/// block has two physical neighbours, and a chunk record (never free) stops merges at the
+/// chunk's ends with no test for "no neighbour".
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C, align(32))]
 struct Node {
@@ -140,12 +157,6 @@ impl Node {
     }
 
     #[inline(always)]
-    fn set_start(&mut self, start: u64) {
-        debug_assert_eq!(start & TAG_MASK, 0);
-        self.start_tag = start | (self.start_tag & TAG_MASK);
-    }
-
-    #[inline(always)]
     fn set_size(&mut self, size: u64) {
         debug_assert_eq!(size & TAG_MASK, 0);
         self.size_tag = size | (self.size_tag & TAG_MASK);
@@ -155,14 +166,52 @@ impl Node {
     fn is_free(&self) -> bool {
         self.tag() < TAG_LIVE
     }
+
+    /// Whether this is a free block of the partition whose tag bytes are `lo`, `hi`.
+    #[inline(always)]
+    fn is_free_in(&self, lo: u64, hi: u64) -> bool {
+        ((self.start_tag ^ lo) | (self.size_tag ^ hi)) & TAG_MASK == 0
+    }
+}
+
+/// The two tag bytes of partition `part`: `(low, high)`.
+#[inline(always)]
+fn tag_bytes(part: u32) -> (u64, u64) {
+    ((part & 0xff) as u64, (part >> 8) as u64)
+}
+
+/// The node `idx` of `nodes`, which must be a node index the list itself stored: a physical
+/// or list link of a node (not `NIL`), a list head, the vacant list's head, a chunk-list link,
+/// or a handle's node index that was checked against `nodes.len()`.
+///
+/// The hot paths follow several such links per operation; this accessor leaves out their
+/// bounds checks (a debug build still checks).
+#[inline(always)]
+fn nd(nodes: &[Node], idx: u32) -> &Node {
+    debug_assert!((idx as usize) < nodes.len(), "node {idx} out of range");
+    // SAFETY: `idx < nodes.len()`. Every index the list stores (links, list heads, the vacant
+    // list, the chunk list, the address table) names a slot below the high-water mark `hw`,
+    // and `hw <= nodes.len()`: the growable slab has exactly `hw` nodes and never shrinks
+    // except in `clear`, which drops every stored index with it; the fixed slab has `N >= hw`.
+    // A slot is only ever linked after `add_vacant`/`preallocate` made it exist. A handle's
+    // index, which comes from the caller, is checked with `nodes.get` before it is used.
+    unsafe { nodes.get_unchecked(idx as usize) }
+}
+
+/// [`nd`], mutable (the same precondition).
+#[inline(always)]
+fn nd_mut(nodes: &mut [Node], idx: u32) -> &mut Node {
+    debug_assert!((idx as usize) < nodes.len(), "node {idx} out of range");
+    // SAFETY: as in `nd`: `idx` is a stored node index, below `hw <= nodes.len()`.
+    unsafe { nodes.get_unchecked_mut(idx as usize) }
 }
 
 /// The free lists of one partition.
 ///
 /// Invariants: bit `sl` of `sl_map[fl]` is set iff `heads[fl * 32 + sl] != NIL`; bit `fl` of
 /// `fl_map` is set iff `sl_map[fl] != 0`; each list holds exactly the free blocks of this
-/// partition of that class, doubly linked through `link_prev`/`link_next`; `free_bytes` and
-/// `free_blocks` are their sums.
+/// partition of that class, doubly linked through `link_prev`/`link_next`; `free_blocks`
+/// counts them and `free_bytes` sums their sizes (kept by the callers of `push`/`unlink`).
 #[derive(Clone)]
 struct FreeIndex {
     fl_map: u64,
@@ -181,20 +230,21 @@ impl FreeIndex {
         free_blocks: 0,
     };
 
-    /// The first non-empty list of class `class_of(units)` or above, as a flat index.
+    /// The first non-empty list of class `cs` or above.
     #[inline(always)]
-    fn find(&self, units: u64) -> Option<usize> {
-        let (fl, sl) = class_of(units);
+    fn find(&self, cs: usize) -> Option<usize> {
+        let (fl, sl) = (cs >> SL_BITS, cs & (SL_COUNT - 1));
         let sl_hits = self.sl_map[fl] & (u32::MAX << sl);
         if sl_hits != 0 {
-            return Some(fl * SL_COUNT + sl_hits.trailing_zeros() as usize);
+            return Some((fl << SL_BITS) + sl_hits.trailing_zeros() as usize);
         }
+        // `fl < FL_COUNT`, so the shift is below 64.
         let fl_hits = self.fl_map & (u64::MAX << (fl + 1));
         if fl_hits == 0 {
             return None;
         }
         let fl = fl_hits.trailing_zeros() as usize;
-        Some(fl * SL_COUNT + self.sl_map[fl].trailing_zeros() as usize)
+        Some((fl << SL_BITS) + self.sl_map[fl].trailing_zeros() as usize)
     }
 
     /// The flat index of the highest non-empty class.
@@ -207,77 +257,294 @@ impl FreeIndex {
         Some(fl * SL_COUNT + sl)
     }
 
-    /// Pushes the free node `idx` on the front of its class list.
+    /// Pushes the free node `idx` on the front of the list of class `c` (its class).
     #[inline(always)]
-    fn push(&mut self, nodes: &mut [Node], idx: u32) {
-        let node = &mut nodes[idx as usize];
-        debug_assert!(node.is_free() && node.size() > 0);
-        let size = node.size();
-        let c = class_index(size >> GRANULE_SHIFT);
+    fn push(&mut self, nodes: &mut [Node], idx: u32, c: usize) {
+        debug_assert!(nd(nodes, idx).is_free());
+        debug_assert_eq!(class_index(nd(nodes, idx).size() >> GRANULE_SHIFT), c);
         let head = self.heads[c];
+        let node = nd_mut(nodes, idx);
         node.link_prev = NIL;
         node.link_next = head;
         if head != NIL {
-            nodes[head as usize].link_prev = idx;
+            nd_mut(nodes, head).link_prev = idx;
         }
         self.heads[c] = idx;
-        self.sl_map[c / SL_COUNT] |= 1 << (c % SL_COUNT);
-        self.fl_map |= 1 << (c / SL_COUNT);
-        self.free_bytes += size;
+        self.sl_map[c >> SL_BITS] |= 1 << (c & (SL_COUNT - 1));
+        self.fl_map |= 1 << (c >> SL_BITS);
         self.free_blocks += 1;
     }
 
-    /// Takes the free node `idx` out of its class list.
+    /// Takes the free node `idx` out of the list of class `c` (its class).
     #[inline(always)]
-    fn unlink(&mut self, nodes: &mut [Node], idx: u32) {
-        let node = nodes[idx as usize];
+    fn unlink(&mut self, nodes: &mut [Node], idx: u32, c: usize) {
+        let node = nd(nodes, idx);
+        let (prev, next) = (node.link_prev, node.link_next);
         debug_assert!(node.is_free());
-        if node.link_next != NIL {
-            nodes[node.link_next as usize].link_prev = node.link_prev;
+        if next != NIL {
+            nd_mut(nodes, next).link_prev = prev;
         }
-        if node.link_prev != NIL {
-            nodes[node.link_prev as usize].link_next = node.link_next;
+        if prev != NIL {
+            nd_mut(nodes, prev).link_next = next;
         } else {
-            let c = class_index(node.size() >> GRANULE_SHIFT);
             debug_assert_eq!(self.heads[c], idx);
-            self.heads[c] = node.link_next;
-            if node.link_next == NIL {
-                let fl = c / SL_COUNT;
-                self.sl_map[fl] &= !(1 << (c % SL_COUNT));
-                if self.sl_map[fl] == 0 {
-                    self.fl_map &= !(1 << fl);
-                }
+            self.heads[c] = next;
+            if next == NIL {
+                self.clear_class(c);
             }
         }
-        self.free_bytes -= node.size();
         self.free_blocks -= 1;
     }
 
-    /// Changes the size of free node `idx`, which is in this index, moving it to the list of
-    /// its new class only if the class changes.
+    /// Takes the head `idx` of the list of class `c` off the list.
     #[inline(always)]
-    fn resize(&mut self, nodes: &mut [Node], idx: u32, new_size: u64) {
-        let old_size = nodes[idx as usize].size();
-        if class_index(old_size >> GRANULE_SHIFT) == class_index(new_size >> GRANULE_SHIFT) {
-            nodes[idx as usize].set_size(new_size);
-            self.free_bytes = self.free_bytes - old_size + new_size;
+    fn pop_head(&mut self, nodes: &mut [Node], idx: u32, c: usize) {
+        debug_assert_eq!(self.heads[c], idx);
+        let next = nd(nodes, idx).link_next;
+        self.heads[c] = next;
+        if next != NIL {
+            nd_mut(nodes, next).link_prev = NIL;
         } else {
-            self.unlink(nodes, idx);
-            nodes[idx as usize].set_size(new_size);
-            self.push(nodes, idx);
+            self.clear_class(c);
+        }
+        self.free_blocks -= 1;
+    }
+
+    /// Clears the bits of class `c`, whose list just became empty.
+    #[inline(always)]
+    fn clear_class(&mut self, c: usize) {
+        let fl = c >> SL_BITS;
+        self.sl_map[fl] &= !(1 << (c & (SL_COUNT - 1)));
+        if self.sl_map[fl] == 0 {
+            self.fl_map &= !(1 << fl);
+        }
+    }
+
+    /// Free node `idx`, of class `old`, has just been resized into class `new`: moves it to
+    /// its new list if the class changed.
+    #[inline(always)]
+    fn reclass(&mut self, nodes: &mut [Node], idx: u32, old: usize, new: usize) {
+        if old != new {
+            self.unlink(nodes, idx, old);
+            self.push(nodes, idx, new);
         }
     }
 }
 
-/// The node slab and the address → live-node hash table.
+mod sealed {
+    /// Where an [`AddressIndex`](super::AddressIndex) keeps its buckets: an array of `N` for a
+    /// fixed list, nothing at all when there is no index.
+    pub trait Buckets {
+        /// No live block in any bucket.
+        const EMPTY: Self;
+        /// The buckets (empty when there is no index).
+        fn as_slice(&self) -> &[u32];
+        /// The buckets, mutable.
+        fn as_mut_slice(&mut self) -> &mut [u32];
+    }
+
+    impl<const N: usize> Buckets for [u32; N] {
+        const EMPTY: Self = [super::NIL; N];
+        #[inline(always)]
+        fn as_slice(&self) -> &[u32] {
+            self
+        }
+        #[inline(always)]
+        fn as_mut_slice(&mut self) -> &mut [u32] {
+            self
+        }
+    }
+
+    impl Buckets for () {
+        const EMPTY: Self = ();
+        #[inline(always)]
+        fn as_slice(&self) -> &[u32] {
+            &[]
+        }
+        #[inline(always)]
+        fn as_mut_slice(&mut self) -> &mut [u32] {
+            &mut []
+        }
+    }
+
+    pub trait Sealed {}
+    impl Sealed for super::AddressTable {}
+    impl Sealed for super::HandlesOnly {}
+}
+
+/// How a [`CoalescingList`] finds a live block when it is freed: through a hash table of the
+/// live blocks' addresses ([`AddressTable`], the default: `deallocate(addr, size)`, what a
+/// memory resource needs), or not at all ([`HandlesOnly`]: blocks are freed by the [`Block`]
+/// handle [`allocate_block`](CoalescingList::allocate_block) returned, and the list keeps no
+/// table). Sealed: these two are the only implementations.
+///
+/// ```
+/// use strata_core::algo::{AddressIndex, AddressTable, HandlesOnly};
+/// assert!(AddressTable::INDEXED && !HandlesOnly::INDEXED);
+/// ```
+pub trait AddressIndex: sealed::Sealed {
+    /// Whether the list keeps a table of the live blocks' addresses.
+    const INDEXED: bool;
+    #[doc(hidden)]
+    type Buckets<const N: usize>: sealed::Buckets;
+}
+
+/// The default [`AddressIndex`]: a hash table from a live block's start to its node (4 bytes
+/// a node), so blocks can be freed by address, as RMM's `deallocate(ptr, size)` does.
+///
+/// ```
+/// use strata_core::{Range, algo::{AddressTable, CoalescingList}};
+/// let mut list: CoalescingList<0, 0, AddressTable> = CoalescingList::new();
+/// list.add_chunk(Range::new(0, 4096))?;
+/// let r = list.allocate(1000, 256)?;
+/// list.deallocate(r.start, 1000)?;
+/// # Ok::<(), strata_core::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AddressTable;
+
+impl AddressIndex for AddressTable {
+    const INDEXED: bool = true;
+    type Buckets<const N: usize> = [u32; N];
+}
+
+/// An [`AddressIndex`] that keeps nothing: blocks are freed only by their [`Block`] handle
+/// ([`CoalescingList::deallocate_block`]), in O(1) with no lookup, as offset-allocator and
+/// xalloc free by handle. The list has no `deallocate(addr, size)`.
+///
+/// ```
+/// use strata_core::{Range, algo::{CoalescingList, HandlesOnly}};
+/// let mut list = CoalescingList::<0, 0, HandlesOnly>::growable();
+/// list.add_chunk(Range::new(0, 4096))?;
+/// let b = list.allocate_block(1000, 256)?;
+/// assert_eq!(b.range(), Range::new(3072, 1024));
+/// list.deallocate_block(b)?;
+/// assert_eq!(list.free_blocks(), 1);
+/// # Ok::<(), strata_core::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HandlesOnly;
+
+impl AddressIndex for HandlesOnly {
+    const INDEXED: bool = false;
+    type Buckets<const N: usize> = ();
+}
+
+/// A live block handed out by [`CoalescingList::allocate_block`] (or a [`Pool`]'s): its range
+/// and its [`BlockHandle`], which frees it in O(1) with no address lookup
+/// ([`CoalescingList::deallocate_block`]).
+///
+/// [`Pool`]: super::Pool
+///
+/// ```
+/// use strata_core::{Range, algo::{CoalescingList, HandlesOnly}};
+/// let mut list = CoalescingList::<0, 0, HandlesOnly>::growable();
+/// list.add_chunk(Range::new(0, 4096))?;
+/// let b = list.allocate_block(256, 256)?;
+/// assert_eq!((b.start(), b.range().len), (3840, 256));
+/// list.deallocate_block(b.handle())?; // or `deallocate_block(b)`
+/// # Ok::<(), strata_core::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Block {
+    start: u64,
+    len: u64,
+    handle: BlockHandle,
+}
+
+impl Block {
+    /// The range handed out: its start is aligned as asked, its length the size asked for
+    /// rounded up to 256.
+    ///
+    /// ```
+    /// use strata_core::{Range, algo::{CoalescingList, HandlesOnly}};
+    /// let mut list = CoalescingList::<0, 0, HandlesOnly>::growable();
+    /// list.add_chunk(Range::new(0, 4096))?;
+    /// assert_eq!(list.allocate_block(1, 256)?.range(), Range::new(3840, 256));
+    /// # Ok::<(), strata_core::Error>(())
+    /// ```
+    #[inline(always)]
+    pub const fn range(&self) -> Range {
+        Range::new(self.start, self.len)
+    }
+
+    /// The start of the range handed out.
+    ///
+    /// ```
+    /// use strata_core::{Range, algo::{CoalescingList, HandlesOnly}};
+    /// let mut list = CoalescingList::<0, 0, HandlesOnly>::growable();
+    /// list.add_chunk(Range::new(0, 4096))?;
+    /// assert_eq!(list.allocate_block(1, 4096)?.start() % 4096, 0);
+    /// # Ok::<(), strata_core::Error>(())
+    /// ```
+    #[inline(always)]
+    pub const fn start(&self) -> u64 {
+        self.start
+    }
+
+    /// What frees the block: 8 bytes to keep until then.
+    ///
+    /// ```
+    /// use strata_core::{Range, algo::{BlockHandle, CoalescingList, HandlesOnly}};
+    /// let mut list = CoalescingList::<0, 0, HandlesOnly>::growable();
+    /// list.add_chunk(Range::new(0, 4096))?;
+    /// let h: BlockHandle = list.allocate_block(1, 256)?.handle();
+    /// list.deallocate_block(h)?;
+    /// # Ok::<(), strata_core::Error>(())
+    /// ```
+    #[inline(always)]
+    pub const fn handle(&self) -> BlockHandle {
+        self.handle
+    }
+}
+
+impl From<Block> for BlockHandle {
+    #[inline(always)]
+    fn from(block: Block) -> BlockHandle {
+        block.handle
+    }
+}
+
+/// What frees a live block in O(1) with no lookup, as offset-allocator's allocation and
+/// xalloc's region free theirs: the block's metadata node and the generation the node had
+/// when the block was handed out. 8 bytes, and `Option<BlockHandle>` too.
+///
+/// The generation makes a stale handle (its block freed already, the node perhaps holding
+/// another block since) fail with [`Error::DoubleFree`] instead of freeing the wrong block.
+/// Generations come from a 31-bit counter per list (odd numbers of a wrapping `u32`), so a
+/// stale handle could only be taken for a live block if its node had been reused exactly a
+/// multiple of 2^31 allocations later.
+///
+/// ```
+/// use strata_core::{Error, Range, algo::{CoalescingList, HandlesOnly}};
+/// let mut list = CoalescingList::<0, 0, HandlesOnly>::growable();
+/// list.add_chunk(Range::new(0, 4096))?;
+/// let a = list.allocate_block(256, 256)?;
+/// list.deallocate_block(a)?;
+/// let b = list.allocate_block(256, 256)?; // the same range and node, a new generation
+/// assert_eq!(b.range(), a.range());
+/// assert_eq!(list.deallocate_block(a), Err(Error::DoubleFree { addr: 3840 }));
+/// list.deallocate_block(b)?;
+/// assert_eq!(size_of::<Option<strata_core::algo::BlockHandle>>(), 8);
+/// # Ok::<(), Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct BlockHandle {
+    node: u32,
+    generation: NonZeroU32,
+}
+
+/// The node slab, the vacant-slot list, and (with [`AddressTable`]) the address → live-node
+/// hash table.
 ///
 /// Invariants: slots `0..hw` are initialised (and, growable, exist); every slot below `hw` is a
-/// block, a chunk record, or vacant and on the vacant list; `in_use` counts the non-vacant ones;
-/// every live block is in exactly one hash chain, the one of `bucket_of(start)`, and `live` counts
-/// them; with a growable table, `live <= buckets.len()` (load factor at most 1).
-struct Blocks<const N: usize> {
+/// block, a chunk record, or vacant and on the vacant list; `in_use` counts the non-vacant
+/// ones; `live` counts the live blocks. With an index: every live block is in exactly one hash
+/// chain (through `link_next`), the one of `bucket_in(start)`; with a growable table,
+/// `live <= buckets.len()` (load factor at most 1).
+struct Blocks<const N: usize, I: AddressIndex> {
     fixed: [Node; N],
-    fixed_buckets: [u32; N],
+    fixed_buckets: I::Buckets<N>,
     #[cfg(feature = "alloc")]
     nodes: Vec<Node>,
     #[cfg(feature = "alloc")]
@@ -291,12 +558,12 @@ struct Blocks<const N: usize> {
 /// The multiplier of the address hash (2^64 / golden ratio).
 const HASH_MUL: u64 = 0x9E37_79B9_7F4A_7C15;
 
-impl<const N: usize> Blocks<N> {
+impl<const N: usize, I: AddressIndex> Blocks<N, I> {
     const fn new() -> Self {
         const { assert!(N < NIL as usize, "CoalescingList: N must be below u32::MAX") };
         Self {
             fixed: [Node::VACANT; N],
-            fixed_buckets: [NIL; N],
+            fixed_buckets: <I::Buckets<N> as sealed::Buckets>::EMPTY,
             #[cfg(feature = "alloc")]
             nodes: Vec::new(),
             #[cfg(feature = "alloc")]
@@ -332,17 +599,30 @@ impl<const N: usize> Blocks<N> {
         if N == 0 {
             return &self.buckets;
         }
-        &self.fixed_buckets
+        sealed::Buckets::as_slice(&self.fixed_buckets)
+    }
+
+    /// The nodes and the buckets, both mutable.
+    #[inline(always)]
+    fn nodes_and_buckets(&mut self) -> (&mut [Node], &mut [u32]) {
+        #[cfg(feature = "alloc")]
+        if N == 0 {
+            return (&mut self.nodes, &mut self.buckets);
+        }
+        (
+            &mut self.fixed,
+            sealed::Buckets::as_mut_slice(&mut self.fixed_buckets),
+        )
     }
 
     #[inline(always)]
     fn node(&self, idx: u32) -> &Node {
-        &self.nodes()[idx as usize]
+        nd(self.nodes(), idx)
     }
 
     #[inline(always)]
     fn node_mut(&mut self, idx: u32) -> &mut Node {
-        &mut self.nodes_mut()[idx as usize]
+        nd_mut(self.nodes_mut(), idx)
     }
 
     /// The most nodes this store can hold, `None` when growable.
@@ -354,55 +634,70 @@ impl<const N: usize> Blocks<N> {
         }
     }
 
-    /// Makes room for `new_nodes` more nodes and `new_live` more live blocks, so the following
-    /// `alloc_node` and `hash_insert` calls cannot fail. Changes nothing visible.
+    /// The error for a full store.
+    #[cold]
+    fn exhausted(&self) -> Error {
+        Error::MetadataExhausted {
+            capacity: if N > 0 { N } else { self.hw as usize },
+        }
+    }
+
+    /// Makes sure that `new_nodes` slots are vacant and that the table has room for
+    /// `new_live` more live blocks, so the following `alloc_node` and `hash_insert` calls
+    /// cannot fail. Changes nothing visible.
     ///
     /// # Errors
     ///
     /// [`Error::MetadataExhausted`] when a fixed store is full (or the heap refuses).
     #[inline(always)]
     fn reserve(&mut self, new_nodes: u32, new_live: u32) -> Result<(), Error> {
-        let want = self.in_use as u64 + new_nodes as u64;
-        if N > 0 {
-            if want > N as u64 {
-                return Err(Error::MetadataExhausted { capacity: N });
-            }
-            return Ok(());
+        while self.hw - self.in_use < new_nodes {
+            self.add_vacant()?;
         }
-        self.reserve_growable(want, new_live)
-    }
-
-    #[cfg(feature = "alloc")]
-    #[inline(always)]
-    fn reserve_growable(&mut self, want: u64, new_live: u32) -> Result<(), Error> {
-        if want > self.nodes.capacity() as u64 {
-            self.grow_nodes(want)?;
-        }
-        if self.live as usize + new_live as usize > self.buckets.len() {
+        if I::INDEXED && N == 0 && self.live as usize + new_live as usize > self.buckets().len() {
             self.grow_buckets(self.live as usize + new_live as usize)?;
         }
         Ok(())
     }
 
-    #[cfg(not(feature = "alloc"))]
+    /// Makes sure the address table (with one, growable) has room for one more live block.
     #[inline(always)]
-    fn reserve_growable(&mut self, _want: u64, _new_live: u32) -> Result<(), Error> {
-        Err(Error::MetadataExhausted { capacity: 0 })
+    fn reserve_live(&mut self) -> Result<(), Error> {
+        if I::INDEXED && N == 0 && self.live as usize >= self.buckets().len() {
+            self.grow_buckets(self.live as usize + 1)?;
+        }
+        Ok(())
     }
 
-    #[cfg(feature = "alloc")]
+    /// Makes one more slot vacant: the next never-used slot of a fixed store, or a new one
+    /// at the end of a growable store (whose capacity grows by doubling).
     #[cold]
-    fn grow_nodes(&mut self, want: u64) -> Result<(), Error> {
-        let exhausted = Error::MetadataExhausted {
-            capacity: self.nodes.len(),
-        };
-        if want >= NIL as u64 {
-            return Err(exhausted);
+    #[inline(never)]
+    fn add_vacant(&mut self) -> Result<(), Error> {
+        let idx = self.hw;
+        #[cfg(feature = "alloc")]
+        if N == 0 {
+            if idx >= NIL - 1 || self.nodes.try_reserve(1).is_err() {
+                return Err(self.exhausted());
+            }
+            self.nodes.push(Node {
+                link_next: self.vacant,
+                ..Node::VACANT
+            });
+            self.vacant = idx;
+            self.hw += 1;
+            return Ok(());
         }
-        // Nodes are pushed only when no slot is vacant, so `want` nodes fit once the
-        // capacity is `want`.
-        let extra = want as usize - self.nodes.len();
-        self.nodes.try_reserve(extra).map_err(|_| exhausted)
+        if idx as usize >= N {
+            return Err(self.exhausted());
+        }
+        self.fixed[idx as usize] = Node {
+            link_next: self.vacant,
+            ..Node::VACANT
+        };
+        self.vacant = idx;
+        self.hw += 1;
+        Ok(())
     }
 
     #[cfg(feature = "alloc")]
@@ -429,41 +724,36 @@ impl<const N: usize> Blocks<N> {
         Ok(())
     }
 
-    /// Takes a vacant slot for `node`. Room must have been reserved.
+    #[cfg(not(feature = "alloc"))]
+    #[cold]
+    fn grow_buckets(&mut self, _want: usize) -> Result<(), Error> {
+        Err(Error::MetadataExhausted { capacity: N })
+    }
+
+    /// Takes a vacant slot for `node`. A slot must have been reserved.
     #[inline(always)]
     fn alloc_node(&mut self, node: Node) -> u32 {
+        let idx = self.vacant;
+        debug_assert_ne!(idx, NIL, "no slot reserved");
         self.in_use += 1;
-        if self.vacant != NIL {
-            let idx = self.vacant;
-            let slot = self.node_mut(idx);
-            debug_assert_eq!(slot.tag(), TAG_VACANT);
-            let next = slot.link_next;
-            *slot = node;
-            self.vacant = next;
-            return idx;
-        }
-        let idx = self.hw;
-        self.hw += 1;
-        #[cfg(feature = "alloc")]
-        if N == 0 {
-            debug_assert!(self.nodes.len() < self.nodes.capacity());
-            self.nodes.push(node);
-            return idx;
-        }
-        self.fixed[idx as usize] = node;
+        let slot = self.node_mut(idx);
+        debug_assert_eq!(slot.tag(), TAG_VACANT);
+        let next = slot.link_next;
+        *slot = node;
+        self.vacant = next;
         idx
     }
 
-    /// Puts slot `idx` back on the vacant list.
+    /// Puts slot `idx` back on the vacant list. The slot keeps the start of the block it
+    /// held (and `link_prev`), so that a stale handle naming it reports that address.
     #[inline(always)]
     fn release_node(&mut self, idx: u32) {
         let vacant = self.vacant;
         let slot = self.node_mut(idx);
         debug_assert_ne!(slot.tag(), TAG_VACANT);
-        *slot = Node {
-            link_next: vacant,
-            ..Node::VACANT
-        };
+        slot.start_tag &= !TAG_MASK;
+        slot.size_tag = Node::VACANT.size_tag;
+        slot.link_next = vacant;
         self.vacant = idx;
         self.in_use -= 1;
     }
@@ -482,8 +772,9 @@ impl<const N: usize> Blocks<N> {
         }
     }
 
-    /// Makes `n` vacant slots and a table for `n` live blocks now (growable), touching the
-    /// memory, so that later operations neither grow nor rehash until `n` nodes are in use.
+    /// Makes `n` vacant slots and (with an index) a table for `n` live blocks now (growable),
+    /// touching the memory, so that later operations neither grow nor rehash until `n` nodes
+    /// are in use.
     #[cfg(feature = "alloc")]
     fn preallocate(&mut self, n: usize) -> Result<(), Error> {
         debug_assert!(N == 0 && self.hw == 0);
@@ -496,40 +787,41 @@ impl<const N: usize> Blocks<N> {
         }));
         self.hw = n as u32;
         self.vacant = if n > 0 { 0 } else { NIL };
-        self.grow_buckets(n)
+        if I::INDEXED {
+            self.grow_buckets(n)?;
+        }
+        Ok(())
     }
 
-    /// Adds live node `idx` to the table. Room must have been reserved.
+    /// Adds live node `idx` to the table (with an index). Room must have been reserved.
     #[inline(always)]
     fn hash_insert(&mut self, idx: u32) {
-        let n = self.buckets().len();
-        let b = Self::bucket_in(self.node(idx).start(), n);
-        #[cfg(feature = "alloc")]
-        if N == 0 {
-            self.nodes[idx as usize].link_next = self.buckets[b];
-            self.buckets[b] = idx;
-            self.live += 1;
+        if !I::INDEXED {
             return;
         }
-        self.fixed[idx as usize].link_next = self.fixed_buckets[b];
-        self.fixed_buckets[b] = idx;
-        self.live += 1;
+        let (nodes, buckets) = self.nodes_and_buckets();
+        let b = Self::bucket_in(nd(nodes, idx).start(), buckets.len());
+        nd_mut(nodes, idx).link_next = buckets[b];
+        buckets[b] = idx;
     }
 
-    /// The live node starting at `addr`, and its predecessor in its hash chain (or `NIL`).
+    /// The live node starting at `addr`, its predecessor in its hash chain (or `NIL`), and
+    /// its bucket. Always `None` without an index.
     #[inline(always)]
-    fn hash_find(&self, addr: u64) -> Option<(u32, u32)> {
+    fn hash_find(&self, addr: u64) -> Option<(u32, u32, usize)> {
         let buckets = self.buckets();
         if buckets.is_empty() {
             return None;
         }
         let nodes = self.nodes();
+        let b = Self::bucket_in(addr, buckets.len());
         let mut prev = NIL;
-        let mut cur = buckets[Self::bucket_in(addr, buckets.len())];
+        let mut cur = buckets[b];
         while cur != NIL {
-            let n = &nodes[cur as usize];
-            if n.start_tag & !TAG_MASK == addr {
-                return Some((cur, prev));
+            let n = nd(nodes, cur);
+            // A live node's `start_tag` is its start (the live tag's low byte is 0).
+            if n.start_tag == addr {
+                return Some((cur, prev, b));
             }
             prev = cur;
             cur = n.link_next;
@@ -537,24 +829,17 @@ impl<const N: usize> Blocks<N> {
         None
     }
 
-    /// Takes live node `idx`, whose chain predecessor is `prev`, out of the table.
+    /// Takes live node `idx`, whose chain predecessor is `prev`, out of bucket `b`.
     #[inline(always)]
-    fn hash_remove(&mut self, idx: u32, prev: u32) {
-        let next = self.node(idx).link_next;
-        self.node_mut(idx).link_next = NIL;
+    fn hash_remove(&mut self, idx: u32, prev: u32, b: usize) {
+        let (nodes, buckets) = self.nodes_and_buckets();
+        let next = nd(nodes, idx).link_next;
+        nd_mut(nodes, idx).link_next = NIL;
         if prev != NIL {
-            self.node_mut(prev).link_next = next;
+            nd_mut(nodes, prev).link_next = next;
         } else {
-            let b = Self::bucket_in(self.node(idx).start(), self.buckets().len());
-            #[cfg(feature = "alloc")]
-            if N == 0 {
-                self.buckets[b] = next;
-                self.live -= 1;
-                return;
-            }
-            self.fixed_buckets[b] = next;
+            buckets[b] = next;
         }
-        self.live -= 1;
     }
 
     fn clear(&mut self) {
@@ -564,7 +849,9 @@ impl<const N: usize> Blocks<N> {
             self.buckets.iter_mut().for_each(|b| *b = NIL);
         }
         self.fixed.iter_mut().for_each(|n| *n = Node::VACANT);
-        self.fixed_buckets.iter_mut().for_each(|b| *b = NIL);
+        sealed::Buckets::as_mut_slice(&mut self.fixed_buckets)
+            .iter_mut()
+            .for_each(|b| *b = NIL);
         self.hw = 0;
         self.vacant = NIL;
         self.in_use = 0;
@@ -581,7 +868,6 @@ impl<const N: usize> Blocks<N> {
         0
     }
 }
-
 /// The partitions' free indexes.
 ///
 /// Invariant: fixed (`P > 0`): partitions `0..count` exist, `1 <= count <= P`. Growable
@@ -759,14 +1045,16 @@ impl Request {
 /// address ranges; its free blocks are split into partitions.
 ///
 /// `N` is the number of metadata nodes kept inline (0: growable on the heap), `P` the number
-/// of partitions kept inline (0: growable).
+/// of partitions kept inline (0: growable), `I` how a live block is found when it is freed
+/// ([`AddressTable`], the default: by address; [`HandlesOnly`]: by the [`Block`] handle only).
 ///
 /// # How it works
 ///
 /// Memory arrives in *chunks* ([`CoalescingList::add_chunk`]); each chunk is a separate region
 /// that is carved into *blocks*. Every block, live or free, is a metadata node that knows its
-/// physical neighbours (`prev_phys` / `next_phys`) inside its chunk, so a freed block merges with
-/// free neighbours in O(1) and never across a chunk boundary.
+/// physical neighbours inside its chunk, so a freed block merges with free neighbours in O(1)
+/// and never across a chunk boundary (each chunk's record node closes its blocks into a ring
+/// and is never free, so it stops every merge at the chunk's ends).
 ///
 /// Free blocks sit in segregated lists indexed by a two-level size class (TLSF): the first level
 /// is the power of two of the size (in 256-byte granules), the second splits each power of two
@@ -778,8 +1066,15 @@ impl Request {
 /// classes just below are tried one by one before out-of-memory is reported, so a free block
 /// that fits is never missed.
 ///
-/// Live blocks are found by address through a hash table chained through the nodes themselves
-/// (a live block is in no free list, so the same two link fields serve both purposes).
+/// # Freeing by address or by handle
+///
+/// [`allocate`](Self::allocate) returns a [`Range`], and [`deallocate`](Self::deallocate)
+/// finds the block again by its address, through a hash table chained through the nodes
+/// themselves ([`AddressTable`]: what a memory resource, freed by pointer, needs).
+/// [`allocate_block`](Self::allocate_block) returns a [`Block`], the range plus its node and a
+/// generation, and [`deallocate_block`](Self::deallocate_block) goes straight to the node with
+/// no lookup, checking in O(1) that the handle is not stale. A list built with [`HandlesOnly`]
+/// keeps no address table at all, so it pays nothing for one.
 ///
 /// # Partitions
 ///
@@ -793,8 +1088,9 @@ impl Request {
 /// `CoalescingList<N, P>` keeps `N` block nodes and `P` partitions inline (no heap; usable in a
 /// `static`, built by the `const fn` [`CoalescingList::with_fixed_capacity`]). `N == 0` means a
 /// growable node store and `P == 0` growable partitions, both on the heap (feature `alloc`):
-/// that is the default, `CoalescingList::new()`. A node is 32 bytes; the hash table adds one
-/// 4-byte bucket per node (fixed) or per live block, rounded up to a power of two (growable).
+/// that is the default, `CoalescingList::new()`. A node is 32 bytes; the address table adds one
+/// 4-byte bucket per node (fixed) or per live block, rounded up to a power of two (growable);
+/// a [`HandlesOnly`] list has no table.
 ///
 /// ```
 /// use strata_core::{Range, Error, algo::CoalescingList};
@@ -821,7 +1117,8 @@ impl Request {
 /// tile it exactly, in address order through their physical links; chunks do not overlap; no
 /// two physically adjacent blocks are free in the same partition; `live_bytes + free_bytes ==
 /// chunk_bytes`; every free block is in the list of its partition and size class, and the
-/// bitmaps say exactly which lists are non-empty; every live block is in the address table.
+/// bitmaps say exactly which lists are non-empty; every live block is in the address table
+/// (with one).
 ///
 /// ```
 /// use strata_core::{Range, algo::CoalescingList};
@@ -837,8 +1134,8 @@ impl Request {
 /// # let _ = &EMPTY;
 /// # Ok::<(), strata_core::Error>(())
 /// ```
-pub struct CoalescingList<const N: usize = 0, const P: usize = 0> {
-    blocks: Blocks<N>,
+pub struct CoalescingList<const N: usize = 0, const P: usize = 0, I: AddressIndex = AddressTable> {
+    blocks: Blocks<N, I>,
     parts: Parts<P>,
     /// Head of the chunk list (chunk-record nodes, through `link_prev`/`link_next`).
     chunk_head: u32,
@@ -846,11 +1143,14 @@ pub struct CoalescingList<const N: usize = 0, const P: usize = 0> {
     chunk_bytes: u64,
     /// Free bytes over all partitions.
     free_bytes: u64,
+    /// The generation the next live block gets (odd, so never 0; wraps).
+    next_generation: u32,
 }
 
 #[cfg(feature = "alloc")]
 impl CoalescingList<0, 0> {
-    /// An empty list whose nodes and partitions grow on the heap (feature `alloc`).
+    /// An empty list whose nodes and partitions grow on the heap (feature `alloc`), with an
+    /// address table. ([`growable`](Self::growable) makes one with any [`AddressIndex`].)
     ///
     /// ```
     /// let list = strata_core::algo::CoalescingList::new();
@@ -860,13 +1160,11 @@ impl CoalescingList<0, 0> {
     pub const fn new() -> Self {
         Self::with_fixed_capacity()
     }
-}
 
-#[cfg(feature = "alloc")]
-impl CoalescingList<0, 0> {
     /// An empty growable list with `nodes` node slots and a table for as many live blocks
     /// made (and touched) now, so that it neither grows nor rehashes until `nodes` nodes are in
-    /// use (a block takes one node, a chunk one more).
+    /// use (a block takes one node, a chunk one more). ([`preallocated`](Self::preallocated)
+    /// makes one with any [`AddressIndex`].)
     ///
     /// # Errors
     ///
@@ -879,7 +1177,41 @@ impl CoalescingList<0, 0> {
     /// # Ok::<(), strata_core::Error>(())
     /// ```
     pub fn with_capacity(nodes: usize) -> Result<Self, Error> {
-        let mut list = Self::new();
+        Self::preallocated(nodes)
+    }
+}
+
+#[cfg(feature = "alloc")]
+impl<I: AddressIndex> CoalescingList<0, 0, I> {
+    /// An empty list whose nodes and partitions grow on the heap (feature `alloc`), with the
+    /// address index `I` (e.g. `CoalescingList::<0, 0, HandlesOnly>::growable()`).
+    ///
+    /// ```
+    /// use strata_core::algo::{CoalescingList, HandlesOnly};
+    /// let list = CoalescingList::<0, 0, HandlesOnly>::growable();
+    /// assert_eq!(list.node_capacity(), None);
+    /// assert_eq!(CoalescingList::<0, 0, HandlesOnly>::NODE_BYTES, 32);
+    /// ```
+    pub const fn growable() -> Self {
+        Self::with_fixed_capacity()
+    }
+
+    /// An empty growable list with the address index `I` and `nodes` node slots (and, with an
+    /// address table, a table for as many live blocks) made and touched now, as
+    /// [`with_capacity`](CoalescingList::with_capacity).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::MetadataExhausted`] when the heap refuses.
+    ///
+    /// ```
+    /// use strata_core::algo::{CoalescingList, HandlesOnly};
+    /// let list = CoalescingList::<0, 0, HandlesOnly>::preallocated(1 << 10)?;
+    /// assert!(list.metadata_bytes() >= (1 << 10) * 32);
+    /// # Ok::<(), strata_core::Error>(())
+    /// ```
+    pub fn preallocated(nodes: usize) -> Result<Self, Error> {
+        let mut list = Self::growable();
         list.blocks.preallocate(nodes)?;
         Ok(list)
     }
@@ -892,7 +1224,7 @@ impl Default for CoalescingList<0, 0> {
     }
 }
 
-impl<const N: usize, const P: usize> fmt::Debug for CoalescingList<N, P> {
+impl<const N: usize, const P: usize, I: AddressIndex> fmt::Debug for CoalescingList<N, P, I> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CoalescingList")
             .field("chunks", &self.chunk_count)
@@ -901,16 +1233,18 @@ impl<const N: usize, const P: usize> fmt::Debug for CoalescingList<N, P> {
             .field("free_blocks", &self.free_blocks())
             .field("free_bytes", &self.free_bytes)
             .field("partitions", &self.partition_count())
+            .field("address_table", &I::INDEXED)
             .finish()
     }
 }
 
-impl<const N: usize, const P: usize> CoalescingList<N, P> {
+impl<const N: usize, const P: usize, I: AddressIndex> CoalescingList<N, P, I> {
     /// An empty list with `N` nodes and `P` partitions inline (`N == 0` or `P == 0`: that part
     /// grows on the heap, feature `alloc`). A `const fn`, so the list can live in a `static`.
     ///
-    /// The struct holds `N * 36` bytes of nodes and buckets and `P * 6.9` KiB of free-list
-    /// heads inline: put a large one in a `static` or a `Box`, not on a small stack.
+    /// The struct holds `N * 36` bytes of nodes and buckets (`N * 32` with [`HandlesOnly`])
+    /// and `P * 6.9` KiB of free-list heads inline: put a large one in a `static` or a `Box`,
+    /// not on a small stack.
     ///
     /// ```
     /// use strata_core::{Range, Error, algo::CoalescingList};
@@ -931,6 +1265,7 @@ impl<const N: usize, const P: usize> CoalescingList<N, P> {
             chunk_count: 0,
             chunk_bytes: 0,
             free_bytes: 0,
+            next_generation: 1,
         }
     }
 
@@ -996,13 +1331,18 @@ impl<const N: usize, const P: usize> CoalescingList<N, P> {
         }
         self.parts.materialise(part)?;
         self.blocks.reserve(2, 0)?;
-        let block =
-            self.blocks
-                .alloc_node(Node::new(range.start, range.len, part as u32, NIL, NIL));
+        // The record and the block form the chunk's ring: each is the other's neighbour on
+        // both sides.
         let chunk = self.blocks.alloc_node(Node {
             link_next: self.chunk_head,
-            ..Node::new(range.start, range.len, TAG_CHUNK, block, NIL)
+            ..Node::new(range.start, range.len, TAG_CHUNK, NIL, NIL)
         });
+        let block =
+            self.blocks
+                .alloc_node(Node::new(range.start, range.len, part as u32, chunk, chunk));
+        let record = self.blocks.node_mut(chunk);
+        record.prev_phys = block;
+        record.next_phys = block;
         if self.chunk_head != NIL {
             self.blocks.node_mut(self.chunk_head).link_prev = chunk;
         }
@@ -1011,7 +1351,13 @@ impl<const N: usize, const P: usize> CoalescingList<N, P> {
         self.chunk_bytes += range.len;
         self.free_bytes += range.len;
         let Self { blocks, parts, .. } = self;
-        parts.at_mut(part).push(blocks.nodes_mut(), block);
+        let fi = parts.at_mut(part);
+        fi.free_bytes += range.len;
+        fi.push(
+            blocks.nodes_mut(),
+            block,
+            class_index(range.len >> GRANULE_SHIFT),
+        );
         Ok(())
     }
 
@@ -1054,8 +1400,8 @@ impl<const N: usize, const P: usize> CoalescingList<N, P> {
 
     /// Whether chunk record `chunk` is wholly free: one free block.
     fn chunk_node_is_free(&self, chunk: u32) -> bool {
-        let first = self.blocks.node(self.blocks.node(chunk).prev_phys);
-        first.is_free() && first.next_phys == NIL
+        let first = self.blocks.node(self.blocks.node(chunk).next_phys);
+        first.is_free() && first.next_phys == chunk
     }
 
     /// Whether the chunk `range` (as added) is wholly free; `None` when it is not a chunk of
@@ -1125,10 +1471,16 @@ impl<const N: usize, const P: usize> CoalescingList<N, P> {
 
     fn remove_chunk_node(&mut self, chunk: u32) -> Range {
         let c = *self.blocks.node(chunk);
-        let first = c.prev_phys;
+        let first = c.next_phys;
         let part = self.blocks.node(first).tag() as PartitionId;
         let Self { blocks, parts, .. } = self;
-        parts.at_mut(part).unlink(blocks.nodes_mut(), first);
+        let fi = parts.at_mut(part);
+        fi.unlink(
+            blocks.nodes_mut(),
+            first,
+            class_index(c.size() >> GRANULE_SHIFT),
+        );
+        fi.free_bytes -= c.size();
         if c.link_prev != NIL {
             blocks.node_mut(c.link_prev).link_next = c.link_next;
         } else {
@@ -1171,30 +1523,31 @@ impl<const N: usize, const P: usize> CoalescingList<N, P> {
     // Allocation
     // ----------------------------------------------------------------------------------------
 
-    /// Allocates `size` bytes aligned to `align` from partition 0. The returned range starts on
-    /// a multiple of `max(align, 256)` and its length is `size` rounded up to 256.
+    /// Allocates `size` bytes aligned to `align` from partition 0 and returns the block with
+    /// its handle, which frees it in O(1) with no lookup
+    /// ([`deallocate_block`](Self::deallocate_block)). The range starts on a multiple of
+    /// `max(align, 256)` and its length is `size` rounded up to 256.
     ///
     /// # Errors
     ///
-    /// As [`allocate_in`](Self::allocate_in).
+    /// As [`allocate_block_in`](Self::allocate_block_in).
     ///
     /// ```
-    /// use strata_core::{Range, Error, algo::CoalescingList};
-    /// let mut list = CoalescingList::new();
+    /// use strata_core::{Range, algo::{CoalescingList, HandlesOnly}};
+    /// let mut list = CoalescingList::<0, 0, HandlesOnly>::growable();
     /// list.add_chunk(Range::new(0, 4096))?;
-    /// // The end of the free block is taken.
-    /// assert_eq!(list.allocate(1, 256)?, Range::new(3840, 256));
-    /// assert_eq!(list.allocate(0, 256), Err(Error::ZeroSize));
-    /// assert_eq!(list.allocate(1, 3), Err(Error::InvalidAlignment { align: 3 }));
-    /// assert!(matches!(list.allocate(8192, 256), Err(Error::OutOfMemory { .. })));
-    /// # Ok::<(), Error>(())
+    /// let b = list.allocate_block(1000, 256)?;
+    /// assert_eq!(b.range(), Range::new(3072, 1024)); // the end of the free block
+    /// list.deallocate_block(b)?;
+    /// # Ok::<(), strata_core::Error>(())
     /// ```
-    #[inline]
-    pub fn allocate(&mut self, size: u64, align: u64) -> Result<Range, Error> {
-        self.allocate_in(0, size, align)
+    #[inline(always)]
+    pub fn allocate_block(&mut self, size: u64, align: u64) -> Result<Block, Error> {
+        self.allocate_block_in(0, size, align)
     }
 
-    /// Allocates `size` bytes aligned to `align` from the free blocks of partition `part` only.
+    /// Allocates `size` bytes aligned to `align` from the free blocks of partition `part` only,
+    /// and returns the block with its handle.
     ///
     /// Good fit in O(1): the first block of the smallest non-empty size class whose every
     /// block fits; when there is none, the blocks of the classes below it that may still fit
@@ -1211,26 +1564,134 @@ impl<const N: usize, const P: usize> CoalescingList<N, P> {
     /// [`Error::MetadataExhausted`] when the split needs a node and none is left.
     ///
     /// ```
-    /// use strata_core::{Range, Error, algo::CoalescingList};
-    /// let mut list = CoalescingList::new();
+    /// use strata_core::{Range, Error, algo::{CoalescingList, HandlesOnly}};
+    /// let mut list = CoalescingList::<0, 0, HandlesOnly>::growable();
     /// let s1 = list.add_partition()?;
     /// list.add_chunk_in(s1, Range::new(0, 4096))?;
-    /// assert!(matches!(list.allocate(256, 256), Err(Error::OutOfMemory { .. })));
-    /// assert_eq!(list.allocate_in(s1, 256, 256)?, Range::new(3840, 256));
+    /// assert!(matches!(list.allocate_block(256, 256), Err(Error::OutOfMemory { .. })));
+    /// let b = list.allocate_block_in(s1, 256, 256)?;
+    /// assert_eq!(b.range(), Range::new(3840, 256));
+    /// list.deallocate_block_in(s1, b)?;
     /// # Ok::<(), Error>(())
     /// ```
-    #[inline]
-    pub fn allocate_in(
+    #[inline(always)]
+    pub fn allocate_block_in(
         &mut self,
         part: PartitionId,
         size: u64,
         align: u64,
-    ) -> Result<Range, Error> {
+    ) -> Result<Block, Error> {
+        // The common case, in few instructions: an alignment of at most 256 (a power of
+        // two), a size that rounds up without overflow, and a class list that is sure to fit.
+        let align_mask = align.wrapping_sub(1);
+        if align_mask < DEFAULT_ALIGNMENT
+            && align & align_mask == 0
+            && size.wrapping_sub(1) < u64::MAX - TAG_MASK
+        {
+            let units = (size + TAG_MASK) >> GRANULE_SHIFT;
+            if let Some(c) = self
+                .parts
+                .get(part)
+                .and_then(|fi| fi.find(search_class(units)))
+            {
+                return self.take_head(part, c, units << GRANULE_SHIFT);
+            }
+        }
+        self.allocate_general(part, size, align)
+    }
+
+    /// The generation for the next live block (odd, so never 0), and moves the counter on.
+    #[inline(always)]
+    fn take_generation(&mut self) -> NonZeroU32 {
+        let g = self.next_generation | 1;
+        self.next_generation = g.wrapping_add(2);
+        NonZeroU32::new(g).unwrap_or(NonZeroU32::MIN)
+    }
+
+    /// Allocates `rsize` bytes (a multiple of 256, alignment 256) from the head of the list of
+    /// class `c` of partition `part`, a class whose every block holds `rsize`.
+    ///
+    /// The end of the block is taken: the free rest keeps the node, and its place at the
+    /// head of its list while its size class does not change (the common case for a large
+    /// block), so a split costs one node from the vacant list and no list traffic.
+    #[inline(always)]
+    fn take_head(&mut self, part: PartitionId, c: usize, rsize: u64) -> Result<Block, Error> {
+        let idx = self.parts.at_mut(part).heads[c];
+        let block = *self.blocks.node(idx);
+        debug_assert!(block.tag() == part as u32 && block.link_prev == NIL);
+        let rest = block.size() - rsize;
+        if rest != 0 && self.blocks.vacant == NIL {
+            self.blocks.add_vacant()?;
+        }
+        self.blocks.reserve_live()?;
+        let generation = self.take_generation();
+        let Self { blocks, parts, .. } = self;
+        let fi = parts.at_mut(part);
+        let start = block.start() + rest;
+        let live = if rest == 0 {
+            let nodes = blocks.nodes_mut();
+            fi.pop_head(nodes, idx, c);
+            let n = nd_mut(nodes, idx);
+            n.size_tag = rsize | LIVE_HI;
+            n.start_tag = start;
+            n.link_prev = generation.get();
+            n.link_next = NIL;
+            idx
+        } else {
+            let v = blocks.vacant;
+            let nodes = blocks.nodes_mut();
+            let next_vacant = nd(nodes, v).link_next;
+            debug_assert_eq!(nd(nodes, v).tag(), TAG_VACANT);
+            *nd_mut(nodes, v) = Node {
+                start_tag: start,
+                size_tag: rsize | LIVE_HI,
+                prev_phys: idx,
+                next_phys: block.next_phys,
+                link_prev: generation.get(),
+                link_next: NIL,
+            };
+            nd_mut(nodes, block.next_phys).prev_phys = v;
+            let n = nd_mut(nodes, idx);
+            n.next_phys = v;
+            n.size_tag = rest | (block.size_tag & TAG_MASK);
+            let rc = class_index(rest >> GRANULE_SHIFT);
+            if rc != c {
+                fi.pop_head(nodes, idx, c);
+                fi.push(nodes, idx, rc);
+            }
+            blocks.vacant = next_vacant;
+            blocks.in_use += 1;
+            v
+        };
+        fi.free_bytes -= rsize;
+        self.free_bytes -= rsize;
+        self.blocks.live += 1;
+        self.blocks.hash_insert(live);
+        Ok(Block {
+            start,
+            len: rsize,
+            handle: BlockHandle {
+                node: live,
+                generation,
+            },
+        })
+    }
+
+    /// Every allocation that is not the common case: bad requests, an alignment above 256,
+    /// a partition that does not exist or is empty, no class list sure to fit.
+    #[cold]
+    #[inline(never)]
+    fn allocate_general(
+        &mut self,
+        part: PartitionId,
+        size: u64,
+        align: u64,
+    ) -> Result<Block, Error> {
         let req = Request::new(size, align)?;
         let Some(fi) = self.parts.get(part) else {
             return Err(self.missing_partition(part, size));
         };
-        let idx = match fi.find(search_units(req.need >> GRANULE_SHIFT)) {
+        let idx = match fi.find(search_class(req.need >> GRANULE_SHIFT)) {
             Some(c) => fi.heads[c],
             None => match self.fallback_fit(fi, &req) {
                 Some(idx) => idx,
@@ -1246,12 +1707,12 @@ impl<const N: usize, const P: usize> CoalescingList<N, P> {
     #[cold]
     fn fallback_fit(&self, fi: &FreeIndex, req: &Request) -> Option<u32> {
         let lo = class_index(req.rsize >> GRANULE_SHIFT);
-        let hi = class_index(search_units(req.need >> GRANULE_SHIFT));
+        let hi = search_class(req.need >> GRANULE_SHIFT);
         let nodes = self.blocks.nodes();
         for c in lo..hi.min(CLASS_COUNT) {
             let mut cur = fi.heads[c];
             while cur != NIL {
-                let n = &nodes[cur as usize];
+                let n = nd(nodes, cur);
                 if req.fits(n) {
                     return Some(cur);
                 }
@@ -1261,14 +1722,9 @@ impl<const N: usize, const P: usize> CoalescingList<N, P> {
         None
     }
 
-    /// Allocates `req` from free block `idx` of partition `part`.
-    ///
-    /// With the default alignment the block's end is taken: the free rest keeps the node, and
-    /// stays in its list if its size class does not change (the common case for a large
-    /// block), so a split costs one new node and no list traffic. A larger alignment takes
-    /// the first aligned address, splitting off a free front piece and a free tail.
-    #[inline(always)]
-    fn carve(&mut self, part: PartitionId, idx: u32, req: &Request) -> Result<Range, Error> {
+    /// Allocates `req` from free block `idx` of partition `part`, anywhere in its list (the
+    /// general form of [`take_head`](Self::take_head)).
+    fn carve(&mut self, part: PartitionId, idx: u32, req: &Request) -> Result<Block, Error> {
         let block = *self.blocks.node(idx);
         debug_assert!(block.tag() == part as u32 && req.fits(&block));
         if req.align != DEFAULT_ALIGNMENT {
@@ -1277,29 +1733,36 @@ impl<const N: usize, const P: usize> CoalescingList<N, P> {
         let (start, size) = (block.start(), block.size());
         let rest = size - req.rsize;
         self.blocks.reserve(u32::from(rest > 0), 1)?;
+        let generation = self.take_generation();
         let Self { blocks, parts, .. } = self;
-        // `allocate_in` found the block in this partition, so it exists.
+        // `allocate_general` found the block in this partition, so it exists.
         let fi = parts.at_mut(part);
+        let c = class_index(size >> GRANULE_SHIFT);
         let live = if rest == 0 {
-            fi.unlink(blocks.nodes_mut(), idx);
-            blocks.node_mut(idx).set_tag(TAG_LIVE);
+            fi.unlink(blocks.nodes_mut(), idx, c);
+            let n = blocks.node_mut(idx);
+            n.set_tag(TAG_LIVE);
+            n.link_prev = generation.get();
+            n.link_next = NIL;
             idx
         } else {
             let next = block.next_phys;
-            let live = blocks.alloc_node(Node::new(start + rest, req.rsize, TAG_LIVE, idx, next));
+            let live = blocks.alloc_node(Node {
+                link_prev: generation.get(),
+                ..Node::new(start + rest, req.rsize, TAG_LIVE, idx, next)
+            });
             let nodes = blocks.nodes_mut();
-            if next != NIL {
-                nodes[next as usize].prev_phys = live;
-            }
-            nodes[idx as usize].next_phys = live;
+            nd_mut(nodes, next).prev_phys = live;
+            let n = nd_mut(nodes, idx);
+            n.next_phys = live;
+            n.set_size(rest);
             // The rest's neighbour before it is unchanged and was not free in this partition
             // (the block was fully merged): no merge is due.
-            fi.resize(nodes, idx, rest);
+            fi.reclass(nodes, idx, c, class_index(rest >> GRANULE_SHIFT));
             live
         };
-        blocks.hash_insert(live);
-        self.free_bytes -= req.rsize;
-        Ok(Range::new(start + rest, req.rsize))
+        fi.free_bytes -= req.rsize;
+        Ok(self.finish_allocation(live, start + rest, req.rsize, generation))
     }
 
     /// [`carve`](Self::carve) for an alignment above 256: the block is split into a free
@@ -1310,31 +1773,40 @@ impl<const N: usize, const P: usize> CoalescingList<N, P> {
         part: PartitionId,
         idx: u32,
         req: &Request,
-    ) -> Result<Range, Error> {
+    ) -> Result<Block, Error> {
         let block = *self.blocks.node(idx);
         let front = req.front_pad(block.start());
         let tail = block.size() - front - req.rsize;
         self.blocks
             .reserve(u32::from(front > 0) + u32::from(tail > 0), 1)?;
+        let generation = self.take_generation();
         let Self { blocks, parts, .. } = self;
         let fi = parts.at_mut(part);
-        fi.unlink(blocks.nodes_mut(), idx);
+        fi.unlink(
+            blocks.nodes_mut(),
+            idx,
+            class_index(block.size() >> GRANULE_SHIFT),
+        );
         let start = block.start() + front;
         let old_next = block.next_phys;
         let live = if front == 0 {
-            blocks.node_mut(idx).set_size(req.rsize);
-            blocks.node_mut(idx).set_tag(TAG_LIVE);
+            let n = blocks.node_mut(idx);
+            n.set_size(req.rsize);
+            n.set_tag(TAG_LIVE);
+            n.link_prev = generation.get();
+            n.link_next = NIL;
             idx
         } else {
             // The original node stays free as the front piece; its neighbour before it is not
             // free in this partition (the block was fully merged), so no merge is due.
             blocks.node_mut(idx).set_size(front);
-            fi.push(blocks.nodes_mut(), idx);
-            let live = blocks.alloc_node(Node::new(start, req.rsize, TAG_LIVE, idx, old_next));
+            fi.push(blocks.nodes_mut(), idx, class_index(front >> GRANULE_SHIFT));
+            let live = blocks.alloc_node(Node {
+                link_prev: generation.get(),
+                ..Node::new(start, req.rsize, TAG_LIVE, idx, old_next)
+            });
             blocks.node_mut(idx).next_phys = live;
-            if old_next != NIL {
-                blocks.node_mut(old_next).prev_phys = live;
-            }
+            blocks.node_mut(old_next).prev_phys = live;
             live
         };
         if tail > 0 {
@@ -1346,14 +1818,33 @@ impl<const N: usize, const P: usize> CoalescingList<N, P> {
                 old_next,
             ));
             blocks.node_mut(live).next_phys = t;
-            if old_next != NIL {
-                blocks.node_mut(old_next).prev_phys = t;
-            }
-            fi.push(blocks.nodes_mut(), t);
+            blocks.node_mut(old_next).prev_phys = t;
+            fi.push(blocks.nodes_mut(), t, class_index(tail >> GRANULE_SHIFT));
         }
-        blocks.hash_insert(live);
-        self.free_bytes -= req.rsize;
-        Ok(Range::new(start, req.rsize))
+        fi.free_bytes -= req.rsize;
+        Ok(self.finish_allocation(live, start, req.rsize, generation))
+    }
+
+    /// The bookkeeping every allocation ends with: counters, the address table, the handle.
+    #[inline(always)]
+    fn finish_allocation(
+        &mut self,
+        live: u32,
+        start: u64,
+        rsize: u64,
+        generation: NonZeroU32,
+    ) -> Block {
+        self.free_bytes -= rsize;
+        self.blocks.live += 1;
+        self.blocks.hash_insert(live);
+        Block {
+            start,
+            len: rsize,
+            handle: BlockHandle {
+                node: live,
+                generation,
+            },
+        }
     }
 
     #[cold]
@@ -1402,139 +1893,123 @@ impl<const N: usize, const P: usize> CoalescingList<N, P> {
     }
 
     // ----------------------------------------------------------------------------------------
-    // Deallocation
+    // Deallocation by handle
     // ----------------------------------------------------------------------------------------
 
-    /// Frees the live block at `addr` into partition 0.
+    /// Frees the block of `handle` (a [`BlockHandle`], or the [`Block`] itself) into
+    /// partition 0.
     ///
     /// # Errors
     ///
-    /// As [`deallocate_in`](Self::deallocate_in).
+    /// As [`deallocate_block_in`](Self::deallocate_block_in).
     ///
     /// ```
-    /// use strata_core::{Range, Error, algo::CoalescingList};
-    /// let mut list = CoalescingList::new();
+    /// use strata_core::{Range, Error, algo::{CoalescingList, HandlesOnly}};
+    /// let mut list = CoalescingList::<0, 0, HandlesOnly>::growable();
     /// list.add_chunk(Range::new(0, 4096))?;
-    /// let a = list.allocate(300, 256)?;
-    /// assert_eq!(a, Range::new(3584, 512));
-    /// assert_eq!(list.deallocate(3840, 300), Err(Error::NotAllocated { addr: 3840 }));
-    /// assert!(matches!(list.deallocate(a.start, 1024), Err(Error::SizeMismatch { .. })));
-    /// list.deallocate(a.start, 300)?; // the size asked for, or a.len (512): same granules
+    /// let b = list.allocate_block(300, 256)?;
+    /// list.deallocate_block(b)?;
+    /// assert_eq!(list.deallocate_block(b), Err(Error::DoubleFree { addr: b.start() }));
     /// # Ok::<(), Error>(())
     /// ```
-    #[inline]
-    pub fn deallocate(&mut self, addr: u64, size: u64) -> Result<(), Error> {
-        self.deallocate_in(0, addr, size)
+    #[inline(always)]
+    pub fn deallocate_block(&mut self, handle: impl Into<BlockHandle>) -> Result<(), Error> {
+        self.deallocate_block_in(0, handle)
     }
 
-    /// Frees the live block at `addr` into partition `part`, merging it at once with its
-    /// physical neighbours that are free in `part`. O(1).
-    ///
-    /// `size` is compared after rounding up to 256: the size given to `allocate` and the
-    /// length of the range it returned both match.
+    /// Frees the block of `handle` into partition `part`, merging it at once with its
+    /// physical neighbours that are free in `part`. O(1), with no lookup: the handle names the
+    /// block's node, which is checked to be live with the handle's generation. (With an
+    /// [`AddressTable`] the block also leaves the table, a lookup.)
     ///
     /// # Errors
     ///
-    /// Nothing changes on error. [`Error::ZeroSize`] for `size == 0`;
-    /// [`Error::UnknownStream`] (the partition id) for a partition that does not exist;
-    /// [`Error::SizeMismatch`] when the block at `addr` has another size;
-    /// [`Error::DoubleFree`] when `addr` is the start of a free block;
-    /// [`Error::NotAllocated`] otherwise (an address never handed out, or the start of a
-    /// block that was freed and then merged into the free block before it). Telling the last
-    /// two apart scans the nodes: the error path is O(nodes).
+    /// Nothing changes on error. [`Error::UnknownStream`] (the partition id) for a partition
+    /// that does not exist; [`Error::DoubleFree`] for a stale handle, whose block was freed
+    /// already: `addr` is the start its node recorded last, which is the block's start
+    /// unless the node has held another block since; [`Error::NotAllocated`] (`addr` 0) for a
+    /// handle whose node this list never used (a handle of another list).
     ///
     /// ```
-    /// use strata_core::{Range, algo::CoalescingList};
-    /// let mut list = CoalescingList::new();
+    /// use strata_core::{Range, Error, algo::{CoalescingList, HandlesOnly}};
+    /// let mut list = CoalescingList::<0, 0, HandlesOnly>::growable();
     /// let s1 = list.add_partition()?;
     /// list.add_chunk(Range::new(0, 1024))?;
-    /// let a = list.allocate(512, 256)?;
-    /// let b = list.allocate(512, 256)?;
-    /// list.deallocate_in(s1, a.start, 512)?;
-    /// list.deallocate(b.start, 512)?;
+    /// let a = list.allocate_block(512, 256)?;
+    /// let b = list.allocate_block(512, 256)?;
+    /// assert_eq!(list.deallocate_block_in(7, a), Err(Error::UnknownStream { stream: 7 }));
+    /// list.deallocate_block_in(s1, a)?;
+    /// list.deallocate_block(b)?;
     /// // Free in different partitions: not merged.
     /// assert_eq!((list.free_bytes_in(0), list.free_bytes_in(s1), list.free_blocks()), (512, 512, 2));
-    /// # Ok::<(), strata_core::Error>(())
+    /// # Ok::<(), Error>(())
     /// ```
-    #[inline]
-    pub fn deallocate_in(&mut self, part: PartitionId, addr: u64, size: u64) -> Result<(), Error> {
-        if size == 0 {
-            return Err(Error::ZeroSize);
-        }
-        if (part as usize) >= self.parts.count() {
-            return Err(Error::UnknownStream {
-                stream: part as u64,
-            });
-        }
-        let Some((idx, chain_prev)) = self.blocks.hash_find(addr) else {
-            return Err(self.classify_bad_free(addr));
+    #[inline(always)]
+    pub fn deallocate_block_in(
+        &mut self,
+        part: PartitionId,
+        handle: impl Into<BlockHandle>,
+    ) -> Result<(), Error> {
+        let handle = handle.into();
+        let idx = handle.node;
+        // A node is live iff the low byte of its `size_tag` is the live tag's high byte
+        // (free blocks have a partition id below 2^14 there, chunk records and vacant slots
+        // other kinds); a live node's `link_prev` holds its generation.
+        let size_tag = match self.blocks.nodes().get(idx as usize) {
+            Some(n)
+                if n.size_tag & TAG_MASK == LIVE_HI && n.link_prev == handle.generation.get() =>
+            {
+                n.size_tag
+            }
+            _ => return Err(self.bad_handle(part, handle)),
         };
-        let block_size = self.blocks.node(idx).size();
-        debug_assert_eq!(self.blocks.node(idx).tag(), TAG_LIVE);
-        let rsize = crate::align_up(size, DEFAULT_ALIGNMENT).unwrap_or(0);
-        if rsize != block_size {
-            return Err(Error::SizeMismatch {
-                addr,
-                allocated: block_size,
-                given: size,
-            });
+        if (part as usize) >= self.parts.count() {
+            return Err(self.bad_handle(part, handle));
         }
-        self.blocks.hash_remove(idx, chain_prev);
-        self.free_bytes += block_size;
-        let Self { blocks, parts, .. } = self;
-        // `part` exists (checked above) and is materialised: only the growable partition 0
-        // is not before a chunk was added, and a live block means a chunk was added.
-        free_into(blocks, parts.at_mut(part), idx, part as u32);
+        if I::INDEXED {
+            let start = self.blocks.node(idx).start();
+            match self.blocks.hash_find(start) {
+                Some((found, prev, b)) if found == idx => self.blocks.hash_remove(idx, prev, b),
+                _ => return Err(self.bad_handle(part, handle)),
+            }
+        }
+        self.free_live(part, idx, size_tag & !TAG_MASK);
         Ok(())
     }
 
-    /// Why a free of `addr` found no live block there: a free block starts there (double
-    /// free), or nothing does.
+    /// Why `deallocate_block_in(part, handle)` refused `handle`.
     #[cold]
-    fn classify_bad_free(&self, addr: u64) -> Error {
-        let hw = self.blocks.hw as usize;
-        if self.blocks.nodes()[..hw]
-            .iter()
-            .any(|n| n.is_free() && n.start() == addr)
-        {
-            Error::DoubleFree { addr }
-        } else {
-            Error::NotAllocated { addr }
+    #[inline(never)]
+    fn bad_handle(&self, part: PartitionId, handle: BlockHandle) -> Error {
+        if (part as usize) >= self.parts.count() {
+            return Error::UnknownStream {
+                stream: part as u64,
+            };
+        }
+        match self.blocks.nodes()[..self.blocks.hw as usize].get(handle.node as usize) {
+            Some(n) => Error::DoubleFree { addr: n.start() },
+            None => Error::NotAllocated { addr: 0 },
         }
     }
 
-    /// Whether a live block starts at `addr`; O(1).
-    ///
-    /// ```
-    /// use strata_core::{Range, algo::CoalescingList};
-    /// let mut list = CoalescingList::new();
-    /// list.add_chunk(Range::new(0, 4096))?;
-    /// let a = list.allocate(256, 256)?;
-    /// assert!(list.is_live(a.start));
-    /// assert!(!list.is_live(a.start + 256));
-    /// # Ok::<(), strata_core::Error>(())
-    /// ```
-    #[inline]
-    pub fn is_live(&self, addr: u64) -> bool {
-        self.blocks.hash_find(addr).is_some()
-    }
-
-    /// The live block starting at `addr`, if there is one; O(1).
-    ///
-    /// ```
-    /// use strata_core::{Range, algo::CoalescingList};
-    /// let mut list = CoalescingList::new();
-    /// list.add_chunk(Range::new(0, 4096))?;
-    /// let a = list.allocate(300, 256)?;
-    /// assert_eq!(list.live_block(a.start), Some(Range::new(3584, 512)));
-    /// # Ok::<(), strata_core::Error>(())
-    /// ```
-    #[inline]
-    pub fn live_block(&self, addr: u64) -> Option<Range> {
-        self.blocks.hash_find(addr).map(|(idx, _)| {
-            let n = self.blocks.node(idx);
-            Range::new(n.start(), n.size())
-        })
+    /// Frees live node `idx` (of `size` bytes, out of the address table) into partition
+    /// `part`, which exists: counters, then the merge.
+    #[inline(always)]
+    fn free_live(&mut self, part: PartitionId, idx: u32, size: u64) {
+        let Self {
+            blocks,
+            parts,
+            free_bytes,
+            ..
+        } = self;
+        blocks.live -= 1;
+        *free_bytes += size;
+        // `part` exists (checked by the callers) and is materialised: only the growable
+        // partition 0 is not before a chunk was added, and a live block means a chunk was
+        // added.
+        let fi = parts.at_mut(part);
+        fi.free_bytes += size;
+        free_into(blocks, fi, idx, part as u32);
     }
 
     // ----------------------------------------------------------------------------------------
@@ -1589,11 +2064,11 @@ impl<const N: usize, const P: usize> CoalescingList<N, P> {
         exclude: PartitionId,
     ) -> Option<PartitionId> {
         let req = Request::new(size, align).ok()?;
-        let units = search_units(req.need >> GRANULE_SHIFT);
+        let cs = search_class(req.need >> GRANULE_SHIFT);
         (0..self.parts.count())
             .map(|p| p as PartitionId)
             .filter(|&p| p != exclude)
-            .find(|&p| self.parts.get(p).is_some_and(|fi| fi.find(units).is_some()))
+            .find(|&p| self.parts.get(p).is_some_and(|fi| fi.find(cs).is_some()))
     }
 
     /// Moves every free block of partition `from` into `into`, merging each with its
@@ -1634,8 +2109,12 @@ impl<const N: usize, const P: usize> CoalescingList<N, P> {
             let fi = parts.at_mut(from);
             let Some(c) = fi.top_class() else { break };
             let idx = fi.heads[c];
-            fi.unlink(blocks.nodes_mut(), idx);
-            free_into(blocks, parts.at_mut(into), idx, into as u32);
+            let size = blocks.node(idx).size();
+            fi.unlink(blocks.nodes_mut(), idx, c);
+            fi.free_bytes -= size;
+            let fi = parts.at_mut(into);
+            fi.free_bytes += size;
+            free_into(blocks, fi, idx, into as u32);
         }
         Ok(())
     }
@@ -1820,14 +2299,21 @@ impl<const N: usize, const P: usize> CoalescingList<N, P> {
         size_of::<Self>() + self.blocks.heap_bytes() + self.parts.heap_bytes()
     }
 
-    /// Bytes of metadata per node (block or chunk): the node itself and its hash bucket
-    /// (36 bytes). A growable list rounds its table up to a power of two of live blocks and
-    /// grows its node array by doubling, so it may hold up to twice that.
+    /// Bytes of metadata per node (block or chunk): the node itself and, with an
+    /// [`AddressTable`], its hash bucket (36 bytes; 32 with [`HandlesOnly`]). A growable list
+    /// rounds its table up to a power of two of live blocks and grows its node array by
+    /// doubling, so it may hold up to twice that.
     ///
     /// ```
-    /// assert_eq!(strata_core::algo::CoalescingList::<0, 0>::NODE_BYTES, 36);
+    /// use strata_core::algo::{CoalescingList, HandlesOnly};
+    /// assert_eq!(CoalescingList::<0, 0>::NODE_BYTES, 36);
+    /// assert_eq!(CoalescingList::<0, 0, HandlesOnly>::NODE_BYTES, 32);
     /// ```
-    pub const NODE_BYTES: usize = size_of::<Node>() + size_of::<u32>();
+    pub const NODE_BYTES: usize = size_of::<Node>() + if I::INDEXED { size_of::<u32>() } else { 0 };
+
+    // ----------------------------------------------------------------------------------------
+    // Checking
+    // ----------------------------------------------------------------------------------------
 
     // ----------------------------------------------------------------------------------------
     // Checking
@@ -1840,8 +2326,8 @@ impl<const N: usize, const P: usize> CoalescingList<N, P> {
     /// consistent physical links, 256-aligned, non-empty; no two adjacent blocks are free in the
     /// same partition; every free block is in the list of its partition and class, every list
     /// holds only such blocks, and the bitmaps and counters match the lists; every live block
-    /// is in its hash chain and the chains hold only live blocks; vacant slots and counters
-    /// add up; `live + free == chunk bytes`.
+    /// has a generation and (with an address table) is in its hash chain, and the chains hold
+    /// only live blocks; vacant slots and counters add up; `live + free == chunk bytes`.
     ///
     /// # Errors
     ///
@@ -1861,6 +2347,7 @@ impl<const N: usize, const P: usize> CoalescingList<N, P> {
         if nodes.len() < hw {
             return Err("node slab shorter than its high-water mark");
         }
+        let in_range = |i: u32| (i as usize) < hw;
         let limit = hw + 1;
         // Chunks and the blocks that tile them.
         let (mut chunks, mut blocks, mut live, mut free, mut chunk_bytes, mut free_bytes) =
@@ -1869,8 +2356,8 @@ impl<const N: usize, const P: usize> CoalescingList<N, P> {
         let mut cur = self.chunk_head;
         while cur != NIL {
             chunks += 1;
-            if chunks > limit {
-                return Err("chunk list has a cycle");
+            if chunks > limit || !in_range(cur) {
+                return Err("chunk list has a cycle or a link out of range");
             }
             let c = &nodes[cur as usize];
             if c.tag() != TAG_CHUNK || c.link_prev != prev_chunk {
@@ -1879,6 +2366,9 @@ impl<const N: usize, const P: usize> CoalescingList<N, P> {
             chunk_bytes += c.size();
             let mut other = c.link_next;
             while other != NIL {
+                if !in_range(other) {
+                    return Err("chunk list link out of range");
+                }
                 let o = &nodes[other as usize];
                 if Range::new(c.start(), c.size()).overlaps(&Range::new(o.start(), o.size())) {
                     return Err("two chunks overlap");
@@ -1888,13 +2378,14 @@ impl<const N: usize, const P: usize> CoalescingList<N, P> {
                     return Err("chunk list has a cycle");
                 }
             }
-            let mut b = c.prev_phys;
+            // The ring: record, first block, ..., last block, record.
+            let mut b = c.next_phys;
             let mut expect_start = c.start();
-            let mut prev_b = NIL;
-            while b != NIL {
+            let mut prev_b = cur;
+            while b != cur {
                 blocks += 1;
-                if blocks > limit {
-                    return Err("physical chain has a cycle");
+                if blocks > limit || !in_range(b) {
+                    return Err("physical chain has a cycle or a link out of range");
                 }
                 let n = &nodes[b as usize];
                 if n.prev_phys != prev_b {
@@ -1909,7 +2400,7 @@ impl<const N: usize, const P: usize> CoalescingList<N, P> {
                 if n.is_free() {
                     free += 1;
                     free_bytes += n.size();
-                    if prev_b != NIL && nodes[prev_b as usize].tag() == n.tag() {
+                    if prev_b != cur && nodes[prev_b as usize].tag() == n.tag() {
                         return Err("two adjacent blocks free in the same partition");
                     }
                     if (n.tag() as usize) >= self.parts.count() {
@@ -1917,12 +2408,18 @@ impl<const N: usize, const P: usize> CoalescingList<N, P> {
                     }
                 } else if n.tag() == TAG_LIVE {
                     live += 1;
+                    if n.link_prev & 1 == 0 {
+                        return Err("live block without a generation");
+                    }
                 } else {
                     return Err("physical chain holds a chunk record or vacant slot");
                 }
                 expect_start = n.start() + n.size();
                 prev_b = b;
                 b = n.next_phys;
+            }
+            if c.prev_phys != prev_b || prev_b == cur {
+                return Err("chunk record does not link its last block, or has none");
             }
             if expect_start != c.start() + c.size() {
                 return Err("blocks do not cover their chunk");
@@ -1944,7 +2441,7 @@ impl<const N: usize, const P: usize> CoalescingList<N, P> {
         let mut v = self.blocks.vacant;
         while v != NIL {
             vacant += 1;
-            if vacant > limit || nodes[v as usize].tag() != TAG_VACANT {
+            if vacant > limit || !in_range(v) || nodes[v as usize].tag() != TAG_VACANT {
                 return Err("vacant list broken");
             }
             v = nodes[v as usize].link_next;
@@ -1975,8 +2472,8 @@ impl<const N: usize, const P: usize> CoalescingList<N, P> {
                     let mut cur = fi.heads[c];
                     while cur != NIL {
                         pn += 1;
-                        if pn as usize > limit {
-                            return Err("free list has a cycle");
+                        if pn as usize > limit || !in_range(cur) {
+                            return Err("free list has a cycle or a link out of range");
                         }
                         let n = &nodes[cur as usize];
                         if n.tag() != p as u32 || n.link_prev != prev {
@@ -1991,6 +2488,9 @@ impl<const N: usize, const P: usize> CoalescingList<N, P> {
                     }
                 }
             }
+            if fl_map_beyond(fi.fl_map) {
+                return Err("first-level bitmap has bits beyond the classes");
+            }
             if pn != fi.free_blocks || pb != fi.free_bytes {
                 return Err("partition counters disagree with its lists");
             }
@@ -2001,100 +2501,302 @@ impl<const N: usize, const P: usize> CoalescingList<N, P> {
             return Err("free blocks missing from the free lists");
         }
         // Address table.
-        let buckets = self.blocks.buckets();
-        let mut hashed = 0usize;
-        for (b, &head) in buckets.iter().enumerate() {
-            let mut cur = head;
-            while cur != NIL {
-                hashed += 1;
-                if hashed > limit {
-                    return Err("hash chain has a cycle");
+        if I::INDEXED {
+            let buckets = self.blocks.buckets();
+            let mut hashed = 0usize;
+            for (b, &head) in buckets.iter().enumerate() {
+                let mut cur = head;
+                while cur != NIL {
+                    hashed += 1;
+                    if hashed > limit || !in_range(cur) {
+                        return Err("hash chain has a cycle or a link out of range");
+                    }
+                    let n = &nodes[cur as usize];
+                    if n.tag() != TAG_LIVE {
+                        return Err("hash chain holds a block that is not live");
+                    }
+                    if Blocks::<N, I>::bucket_in(n.start(), buckets.len()) != b {
+                        return Err("live block in the wrong hash bucket");
+                    }
+                    cur = n.link_next;
                 }
-                let n = &nodes[cur as usize];
-                if n.tag() != TAG_LIVE {
-                    return Err("hash chain holds a block that is not live");
-                }
-                if Blocks::<N>::bucket_in(n.start(), buckets.len()) != b {
-                    return Err("live block in the wrong hash bucket");
-                }
-                cur = n.link_next;
+            }
+            if hashed != live {
+                return Err("live blocks missing from the address table");
             }
         }
-        if hashed != live {
-            return Err("live blocks missing from the address table");
-        }
         Ok(())
+    }
+}
+
+/// Whether a first-level bitmap has a bit set at or above `FL_COUNT`.
+fn fl_map_beyond(fl_map: u64) -> bool {
+    fl_map >> FL_COUNT != 0
+}
+
+// ------------------------------------------------------------------------------------------------
+// Freeing by address (lists with an address table)
+// ------------------------------------------------------------------------------------------------
+
+impl<const N: usize, const P: usize> CoalescingList<N, P, AddressTable> {
+    /// Allocates `size` bytes aligned to `align` from partition 0. The returned range starts on
+    /// a multiple of `max(align, 256)` and its length is `size` rounded up to 256.
+    ///
+    /// # Errors
+    ///
+    /// As [`allocate_in`](Self::allocate_in).
+    ///
+    /// ```
+    /// use strata_core::{Range, Error, algo::CoalescingList};
+    /// let mut list = CoalescingList::new();
+    /// list.add_chunk(Range::new(0, 4096))?;
+    /// // The end of the free block is taken.
+    /// assert_eq!(list.allocate(1, 256)?, Range::new(3840, 256));
+    /// assert_eq!(list.allocate(0, 256), Err(Error::ZeroSize));
+    /// assert_eq!(list.allocate(1, 3), Err(Error::InvalidAlignment { align: 3 }));
+    /// assert!(matches!(list.allocate(8192, 256), Err(Error::OutOfMemory { .. })));
+    /// # Ok::<(), Error>(())
+    /// ```
+    #[inline(always)]
+    pub fn allocate(&mut self, size: u64, align: u64) -> Result<Range, Error> {
+        self.allocate_in(0, size, align)
+    }
+
+    /// Allocates `size` bytes aligned to `align` from the free blocks of partition `part` only
+    /// (as [`allocate_block_in`](Self::allocate_block_in), returning only the range: the block
+    /// is freed by address).
+    ///
+    /// # Errors
+    ///
+    /// As [`allocate_block_in`](Self::allocate_block_in).
+    ///
+    /// ```
+    /// use strata_core::{Range, Error, algo::CoalescingList};
+    /// let mut list = CoalescingList::new();
+    /// let s1 = list.add_partition()?;
+    /// list.add_chunk_in(s1, Range::new(0, 4096))?;
+    /// assert!(matches!(list.allocate(256, 256), Err(Error::OutOfMemory { .. })));
+    /// assert_eq!(list.allocate_in(s1, 256, 256)?, Range::new(3840, 256));
+    /// # Ok::<(), Error>(())
+    /// ```
+    #[inline(always)]
+    pub fn allocate_in(
+        &mut self,
+        part: PartitionId,
+        size: u64,
+        align: u64,
+    ) -> Result<Range, Error> {
+        self.allocate_block_in(part, size, align).map(|b| b.range())
+    }
+
+    /// Frees the live block at `addr` into partition 0.
+    ///
+    /// # Errors
+    ///
+    /// As [`deallocate_in`](Self::deallocate_in).
+    ///
+    /// ```
+    /// use strata_core::{Range, Error, algo::CoalescingList};
+    /// let mut list = CoalescingList::new();
+    /// list.add_chunk(Range::new(0, 4096))?;
+    /// let a = list.allocate(300, 256)?;
+    /// assert_eq!(a, Range::new(3584, 512));
+    /// assert_eq!(list.deallocate(3840, 300), Err(Error::NotAllocated { addr: 3840 }));
+    /// assert!(matches!(list.deallocate(a.start, 1024), Err(Error::SizeMismatch { .. })));
+    /// list.deallocate(a.start, 300)?; // the size asked for, or a.len (512): same granules
+    /// # Ok::<(), Error>(())
+    /// ```
+    #[inline(always)]
+    pub fn deallocate(&mut self, addr: u64, size: u64) -> Result<(), Error> {
+        self.deallocate_in(0, addr, size)
+    }
+
+    /// Frees the live block at `addr` into partition `part`, merging it at once with its
+    /// physical neighbours that are free in `part`. O(1): the block is found through the
+    /// address table.
+    ///
+    /// `size` is compared after rounding up to 256: the size given to `allocate` and the
+    /// length of the range it returned both match.
+    ///
+    /// # Errors
+    ///
+    /// Nothing changes on error. [`Error::ZeroSize`] for `size == 0`;
+    /// [`Error::UnknownStream`] (the partition id) for a partition that does not exist;
+    /// [`Error::SizeMismatch`] when the block at `addr` has another size;
+    /// [`Error::DoubleFree`] when `addr` is the start of a free block;
+    /// [`Error::NotAllocated`] otherwise (an address never handed out, or the start of a
+    /// block that was freed and then merged into the free block before it). Telling the last
+    /// two apart scans the nodes: the error path is O(nodes).
+    ///
+    /// ```
+    /// use strata_core::{Range, algo::CoalescingList};
+    /// let mut list = CoalescingList::new();
+    /// let s1 = list.add_partition()?;
+    /// list.add_chunk(Range::new(0, 1024))?;
+    /// let a = list.allocate(512, 256)?;
+    /// let b = list.allocate(512, 256)?;
+    /// list.deallocate_in(s1, a.start, 512)?;
+    /// list.deallocate(b.start, 512)?;
+    /// // Free in different partitions: not merged.
+    /// assert_eq!((list.free_bytes_in(0), list.free_bytes_in(s1), list.free_blocks()), (512, 512, 2));
+    /// # Ok::<(), strata_core::Error>(())
+    /// ```
+    #[inline(always)]
+    pub fn deallocate_in(&mut self, part: PartitionId, addr: u64, size: u64) -> Result<(), Error> {
+        if size == 0 {
+            return Err(Error::ZeroSize);
+        }
+        if (part as usize) >= self.parts.count() {
+            return Err(Error::UnknownStream {
+                stream: part as u64,
+            });
+        }
+        let Some((idx, chain_prev, bucket)) = self.blocks.hash_find(addr) else {
+            return Err(self.classify_bad_free(addr));
+        };
+        let block_size = self.blocks.node(idx).size();
+        debug_assert_eq!(self.blocks.node(idx).tag(), TAG_LIVE);
+        let rsize = crate::align_up(size, DEFAULT_ALIGNMENT).unwrap_or(0);
+        if rsize != block_size {
+            return Err(Error::SizeMismatch {
+                addr,
+                allocated: block_size,
+                given: size,
+            });
+        }
+        self.blocks.hash_remove(idx, chain_prev, bucket);
+        self.free_live(part, idx, block_size);
+        Ok(())
+    }
+
+    /// Why a free of `addr` found no live block there: a free block starts there (double
+    /// free), or nothing does.
+    #[cold]
+    fn classify_bad_free(&self, addr: u64) -> Error {
+        let hw = self.blocks.hw as usize;
+        if self.blocks.nodes()[..hw]
+            .iter()
+            .any(|n| n.is_free() && n.start() == addr)
+        {
+            Error::DoubleFree { addr }
+        } else {
+            Error::NotAllocated { addr }
+        }
+    }
+
+    /// Whether a live block starts at `addr`; O(1).
+    ///
+    /// ```
+    /// use strata_core::{Range, algo::CoalescingList};
+    /// let mut list = CoalescingList::new();
+    /// list.add_chunk(Range::new(0, 4096))?;
+    /// let a = list.allocate(256, 256)?;
+    /// assert!(list.is_live(a.start));
+    /// assert!(!list.is_live(a.start + 256));
+    /// # Ok::<(), strata_core::Error>(())
+    /// ```
+    #[inline]
+    pub fn is_live(&self, addr: u64) -> bool {
+        self.blocks.hash_find(addr).is_some()
+    }
+
+    /// The live block starting at `addr`, if there is one; O(1).
+    ///
+    /// ```
+    /// use strata_core::{Range, algo::CoalescingList};
+    /// let mut list = CoalescingList::new();
+    /// list.add_chunk(Range::new(0, 4096))?;
+    /// let a = list.allocate(300, 256)?;
+    /// assert_eq!(list.live_block(a.start), Some(Range::new(3584, 512)));
+    /// # Ok::<(), strata_core::Error>(())
+    /// ```
+    #[inline]
+    pub fn live_block(&self, addr: u64) -> Option<Range> {
+        self.blocks.hash_find(addr).map(|(idx, _, _)| {
+            let n = self.blocks.node(idx);
+            Range::new(n.start(), n.size())
+        })
     }
 }
 
 /// Frees node `idx` (no longer live, or a free block taken out of its list) into the free
 /// index `fi` of partition `tag`, merging it at once with its physical neighbours free in that
 /// partition. Whichever node survives a merge keeps its place in its list if its size class
-/// does not change.
+/// does not change. The caller has counted the block's bytes into `fi` already.
+///
+/// Both neighbours exist: at a chunk's ends the neighbour is the chunk record, never free.
 #[inline(always)]
-fn free_into<const N: usize>(blocks: &mut Blocks<N>, fi: &mut FreeIndex, idx: u32, tag: u32) {
+fn free_into<const N: usize, I: AddressIndex>(
+    blocks: &mut Blocks<N, I>,
+    fi: &mut FreeIndex,
+    idx: u32,
+    tag: u32,
+) {
+    let (lo, hi) = tag_bytes(tag);
     let nodes = blocks.nodes_mut();
-    let me = nodes[idx as usize];
+    let me = *nd(nodes, idx);
     let (prev, next) = (me.prev_phys, me.next_phys);
-    let prev_free = prev != NIL && nodes[prev as usize].tag() == tag;
-    let next_free = next != NIL && nodes[next as usize].tag() == tag;
-    match (prev_free, next_free) {
+    let (p, n) = (*nd(nodes, prev), *nd(nodes, next));
+    let size = me.size();
+    match (p.is_free_in(lo, hi), n.is_free_in(lo, hi)) {
         (false, false) => {
-            nodes[idx as usize].set_tag(tag);
-            fi.push(nodes, idx);
+            let m = nd_mut(nodes, idx);
+            m.start_tag = me.start() | lo;
+            m.size_tag = size | hi;
+            fi.push(nodes, idx, class_index(size >> GRANULE_SHIFT));
         }
         (true, false) => {
             // The block before absorbs this one.
-            nodes[prev as usize].next_phys = next;
-            if next != NIL {
-                nodes[next as usize].prev_phys = prev;
-            }
-            let merged = nodes[prev as usize].size() + me.size();
-            fi.resize(nodes, prev, merged);
-            blocks.release_node(idx);
-        }
-        (false, true) if prev != NIL => {
-            // The block after absorbs this one (it starts earlier now).
-            let n = &mut nodes[next as usize];
-            let merged = n.size() + me.size();
-            n.set_start(me.start());
-            n.prev_phys = prev;
-            nodes[prev as usize].next_phys = next;
-            fi.resize(nodes, next, merged);
+            nd_mut(nodes, next).prev_phys = prev;
+            let merged = p.size() + size;
+            let pm = nd_mut(nodes, prev);
+            pm.next_phys = next;
+            pm.size_tag = merged | hi;
+            fi.reclass(
+                nodes,
+                prev,
+                class_index(p.size() >> GRANULE_SHIFT),
+                class_index(merged >> GRANULE_SHIFT),
+            );
             blocks.release_node(idx);
         }
         (false, true) => {
-            // The first block of its chunk absorbs the one after: the chunk record points at
-            // the first block's node, so that node stays.
-            let n = nodes[next as usize];
-            fi.unlink(nodes, next);
-            let m = &mut nodes[idx as usize];
-            m.set_size(me.size() + n.size());
-            m.next_phys = n.next_phys;
-            m.set_tag(tag);
-            if n.next_phys != NIL {
-                nodes[n.next_phys as usize].prev_phys = idx;
-            }
-            fi.push(nodes, idx);
-            blocks.release_node(next);
+            // The block after absorbs this one (it starts earlier now).
+            nd_mut(nodes, prev).next_phys = next;
+            let merged = n.size() + size;
+            let nm = nd_mut(nodes, next);
+            nm.prev_phys = prev;
+            nm.start_tag = me.start() | lo;
+            nm.size_tag = merged | hi;
+            fi.reclass(
+                nodes,
+                next,
+                class_index(n.size() >> GRANULE_SHIFT),
+                class_index(merged >> GRANULE_SHIFT),
+            );
+            blocks.release_node(idx);
         }
         (true, true) => {
             // The block before absorbs this one and the one after.
-            let n = nodes[next as usize];
-            fi.unlink(nodes, next);
-            nodes[prev as usize].next_phys = n.next_phys;
-            if n.next_phys != NIL {
-                nodes[n.next_phys as usize].prev_phys = prev;
-            }
-            let merged = nodes[prev as usize].size() + me.size() + n.size();
-            fi.resize(nodes, prev, merged);
+            fi.unlink(nodes, next, class_index(n.size() >> GRANULE_SHIFT));
+            let after = n.next_phys;
+            nd_mut(nodes, after).prev_phys = prev;
+            let merged = p.size() + size + n.size();
+            let pm = nd_mut(nodes, prev);
+            pm.next_phys = after;
+            pm.size_tag = merged | hi;
+            fi.reclass(
+                nodes,
+                prev,
+                class_index(p.size() >> GRANULE_SHIFT),
+                class_index(merged >> GRANULE_SHIFT),
+            );
             blocks.release_node(idx);
             blocks.release_node(next);
         }
     }
 }
 
-// The tests use the growable list and `Vec`: they need the `alloc` feature.
 #[cfg(all(test, feature = "alloc"))]
 mod tests {
     use super::*;
@@ -2596,6 +3298,116 @@ mod tests {
         let s1 = l.add_partition().unwrap();
         l.merge_partition(0, s1).unwrap();
         l.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn search_class_is_the_class_of_the_search_size() {
+        for u in (1..100_000u64).chain((5..56).flat_map(|s| {
+            [
+                (1u64 << s) - 1,
+                1 << s,
+                (1 << s) + 1,
+                3 << (s - 1),
+                (1 << s) + (1 << (s - 5)),
+            ]
+        })) {
+            assert_eq!(search_class(u), class_index(search_units(u)), "units {u}");
+        }
+        assert!(search_class(u64::MAX >> GRANULE_SHIFT) < CLASS_COUNT);
+    }
+
+    #[test]
+    fn handles_free_in_o1_and_refuse_stale_and_foreign_handles() {
+        let mut l = CoalescingList::<0, 0, HandlesOnly>::growable();
+        l.add_chunk(Range::new(0x10000, 8 * 256)).unwrap();
+        let b: Vec<Block> = (0..8)
+            .map(|_| l.allocate_block(256, 256).unwrap())
+            .collect();
+        assert_eq!((l.free_blocks(), l.live_blocks()), (0, 8));
+        l.check_invariants().unwrap();
+        // Free every other one, then the rest: everything merges back.
+        for x in b.iter().step_by(2).chain(b.iter().skip(1).step_by(2)) {
+            l.deallocate_block(*x).unwrap();
+            l.check_invariants().unwrap();
+        }
+        assert_eq!(
+            (l.free_blocks(), l.live_blocks(), l.nodes_in_use()),
+            (1, 0, 2)
+        );
+        // Every handle is stale now, and reports the start its block had.
+        for x in &b {
+            let before = (l.free_bytes(), l.free_blocks(), l.nodes_in_use());
+            assert!(matches!(
+                l.deallocate_block(x.handle()),
+                Err(Error::DoubleFree { .. })
+            ));
+            assert_eq!((l.free_bytes(), l.free_blocks(), l.nodes_in_use()), before);
+        }
+        assert_eq!(
+            l.deallocate_block(b[0]),
+            Err(Error::DoubleFree { addr: b[0].start() })
+        );
+        // The same node and range again: the old handle still does not free the new block.
+        let c = l.allocate_block(256, 256).unwrap();
+        let stale = b
+            .iter()
+            .find(|x| x.handle().node == c.handle().node)
+            .unwrap();
+        assert!(l.deallocate_block(*stale).is_err());
+        assert_eq!(l.live_blocks(), 1);
+        // A handle of a node this list never used; an unknown partition.
+        let foreign = BlockHandle {
+            node: 1000,
+            generation: NonZeroU32::MIN,
+        };
+        assert_eq!(
+            l.deallocate_block(foreign),
+            Err(Error::NotAllocated { addr: 0 })
+        );
+        assert_eq!(
+            l.deallocate_block_in(3, c),
+            Err(Error::UnknownStream { stream: 3 })
+        );
+        l.deallocate_block(c).unwrap();
+        l.check_invariants().unwrap();
+        assert_eq!(CoalescingList::<0, 0, HandlesOnly>::NODE_BYTES, 32);
+        assert_eq!(size_of::<Option<BlockHandle>>(), 8);
+    }
+
+    #[test]
+    fn an_address_table_list_frees_by_handle_and_by_address_alike() {
+        let mut l = CoalescingList::new();
+        l.add_chunk(Range::new(0, 4096)).unwrap();
+        let a = l.allocate_block(1000, 256).unwrap();
+        let b = l.allocate(1000, 256).unwrap();
+        assert!(l.is_live(a.start()) && l.is_live(b.start));
+        l.deallocate_block(a).unwrap();
+        assert!(!l.is_live(a.start()));
+        assert_eq!(
+            l.deallocate(a.start(), 1000),
+            Err(Error::DoubleFree { addr: a.start() })
+        );
+        l.deallocate(b.start, 1000).unwrap();
+        assert_eq!(l.free_blocks(), 1);
+        l.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn a_fixed_handle_list_needs_no_heap_and_no_table() {
+        static EMPTY: CoalescingList<16, 2, HandlesOnly> = CoalescingList::with_fixed_capacity();
+        let mut l = CoalescingList::<16, 2, HandlesOnly>::with_fixed_capacity();
+        assert!(size_of_val(&l) < size_of::<CoalescingList<16, 2>>());
+        let s1 = l.add_partition().unwrap();
+        l.add_chunk(Range::new(1 << 20, 1 << 16)).unwrap();
+        let a = l.allocate_block(3000, 4096).unwrap();
+        assert_eq!((a.start() % 4096, a.range().len), (0, 3072));
+        let b = l.allocate_block_in(0, 256, 256).unwrap();
+        l.deallocate_block_in(s1, a).unwrap();
+        l.deallocate_block(b).unwrap();
+        l.merge_partition(s1, 0).unwrap();
+        assert_eq!(l.free_blocks(), 1);
+        l.check_invariants().unwrap();
+        assert_eq!(EMPTY.chunk_count(), 0);
     }
 
     #[test]
