@@ -19,8 +19,8 @@
 //! - `arena_size` ([`ArenaConfig`]): the **total** size of the global arena, rounded down to a
 //!   multiple of 256: everything the arena ever serves comes from this one upstream allocation
 //!   (like a pool capped at `arena_size`, taken all at once). RMM defaults it to half the
-//!   device's free memory; the core has no such query, so it is given explicitly (the driver
-//!   resource computes RMM's default).
+//!   device's free memory; the core has no such query, so it is always given explicitly
+//!   (`strata_driver::stream_ordered_arena` takes it in its `ArenaConfig` too).
 //! - `superblock_size`: 1 MiB by default and at least 1 MiB (at most 1 TiB), rounded up to 256.
 //!   A sub-arena takes superblocks of `max(superblock_size, request)` bytes (the request
 //!   rounded up to 256, plus `align - 256` when `align > 256`).
@@ -85,7 +85,7 @@ pub const MIN_SUPERBLOCK_SIZE: u64 = 1 << 20;
 /// The largest superblock: 1 TiB (RMM's sanity bound).
 pub const MAX_SUPERBLOCK_SIZE: u64 = 1 << 40;
 
-/// The sizes of an arena. See the [module documentation](self) for what each means.
+/// The sizes of an arena. See the `algo::arena` module documentation for what each means.
 ///
 /// ```
 /// use strata_core::algo::ArenaConfig;

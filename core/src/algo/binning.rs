@@ -95,7 +95,7 @@ impl BinningStats {
 /// - `M`: where the metadata lives ([`Heap`](super::Heap), or [`Inline`](super::Inline) for
 ///   no heap; with `Inline<BLOCKS, CHUNKS>` *each* bin gets that capacity, and `CHUNKS` also
 ///   bounds the live large allocations).
-/// - `BINS`: the most bins (at most 255; default 32).
+/// - `BINS`: the most bins (fewer than 255; default 32).
 ///
 /// # Requests
 ///
