@@ -115,6 +115,14 @@ def load(path=None):
             "strata_sim_device_create": ([ctypes.c_uint64, ctypes.POINTER(handle)], c_status),
             "strata_statistics_create": ([handle, ctypes.POINTER(handle)], c_status),
             "strata_pool_create": ([handle, ctypes.c_void_p, ctypes.POINTER(handle)], c_status),
+            "strata_stream_pool_create": (
+                [handle, ctypes.c_void_p, ctypes.POINTER(handle)], c_status),
+            "strata_arena_create": ([handle, ctypes.c_void_p, ctypes.POINTER(handle)], c_status),
+            "strata_cuda_memory_create": ([ctypes.c_int, ctypes.POINTER(handle)], c_status),
+            "strata_async_create": (
+                [ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(handle)], c_status),
+            "strata_stream_release": ([ctypes.c_void_p], c_status),
+            "strata_resource_count": ([ctypes.POINTER(ctypes.c_size_t)], c_status),
             "strata_resource_destroy": ([handle], c_status),
             "strata_allocate": (
                 [handle, ctypes.c_uint64, ctypes.c_uint64, ctypes.c_void_p,
