@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check of issue 7, in one go: the training loop with PyTorch's caching allocator and
 # with strata (each resource kind, each in its own process), CuPy on strata memory, a logged
-# run, and a comparison table. Expects libstrata_capi.so beside this script (or
+# run, PyTorch streams and the C interface on the GPU, and a comparison table. Expects libstrata_capi.so beside this script (or
 # STRATA_LIBRARY), python3 with torch, torchvision and cupy.
 #
 #   bash run_gpu.sh OUTDIR [STEPS]
@@ -51,5 +51,11 @@ fi
 
 echo "== cupy"
 python3 "$here/cupy_check.py" | tee "$out/cupy.json" || echo "   CuPy check FAILED"
+
+echo "== streams"
+for kind in stream-pool arena async pool; do
+  STRATA_RESOURCE=$kind python3 "$here/gpu_streams.py" | tee -a "$out/streams.jsonl" \
+    || echo "   streams check FAILED ($kind)"
+done
 
 python3 "$here/compare.py" "$results" | tee "$out/summary.txt"
