@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The GPU check of issue 7, in one go: the training loop with PyTorch's caching allocator and
 # with strata (each resource kind, each in its own process), CuPy on strata memory, a logged
-# run, PyTorch streams and the C interface on the GPU, and a comparison table. Expects libstrata_capi.so beside this script (or
-# STRATA_LIBRARY), python3 with torch, torchvision and cupy.
+# run, PyTorch streams and the C interface on the GPU, and a comparison table. Expects
+# libstrata_capi.so beside this script (or STRATA_LIBRARY), python3 with torch, torchvision and
+# cupy.
 #
 #   bash run_gpu.sh OUTDIR [STEPS]
 set -u
