@@ -359,13 +359,13 @@ impl Subject for StrataPoolH {
         Some(StrataPoolH { inner, chunk })
     }
 
-    #[inline]
+    #[inline(always)]
     fn alloc(&mut self, size: u64) -> Option<(BlockHandle, u64)> {
         let b = self.inner.allocate_block(size, ALIGN).ok()?;
         Some((b.handle(), b.start()))
     }
 
-    #[inline]
+    #[inline(always)]
     fn free(&mut self, handle: BlockHandle, _size: u64) {
         if let Err(e) = self.inner.deallocate_block(handle) {
             panic!("strata-pool-h refused the free of a block it handed out: {e}");
@@ -408,13 +408,13 @@ impl Subject for StrataTlsfH {
         Some(StrataTlsfH { inner, chunk })
     }
 
-    #[inline]
+    #[inline(always)]
     fn alloc(&mut self, size: u64) -> Option<(BlockHandle, u64)> {
         let b = self.inner.allocate_block(size, ALIGN).ok()?;
         Some((b.handle(), b.start()))
     }
 
-    #[inline]
+    #[inline(always)]
     fn free(&mut self, handle: BlockHandle, _size: u64) {
         if let Err(e) = self.inner.deallocate_block(handle) {
             panic!("strata-tlsf-h refused the free of a block it handed out: {e}");

@@ -3,6 +3,7 @@
 //! (one per stream, for the stream-ordered pool). See [`CoalescingList`].
 
 use core::fmt;
+use core::hint::select_unpredictable;
 use core::num::NonZeroU32;
 
 #[cfg(feature = "alloc")]
@@ -206,16 +207,25 @@ fn nd_mut(nodes: &mut [Node], idx: u32) -> &mut Node {
     unsafe { nodes.get_unchecked_mut(idx as usize) }
 }
 
+/// The length of `sl_map`: one row per possible first level of a `u64` bitmap, so that a row
+/// index masked to 6 bits needs no bounds check (rows `FL_COUNT..64` stay 0).
+const SL_ROWS: usize = 64;
+
 /// The free lists of one partition.
 ///
 /// Invariants: bit `sl` of `sl_map[fl]` is set iff `heads[fl * 32 + sl] != NIL`; bit `fl` of
 /// `fl_map` is set iff `sl_map[fl] != 0`; each list holds exactly the free blocks of this
 /// partition of that class, doubly linked through `link_prev`/`link_next`; `free_blocks`
 /// counts them and `free_bytes` sums their sizes (kept by the callers of `push`/`unlink`).
+///
+/// The list operations are branch-free where the outcome depends on the data (is the list
+/// empty, is the node at an end): a random workload would mispredict those branches about
+/// half the time. A link that has no node to go to (the list's end) is written to the node
+/// being linked or unlinked itself instead, whose links the caller rewrites afterwards.
 #[derive(Clone)]
 struct FreeIndex {
     fl_map: u64,
-    sl_map: [u32; FL_COUNT],
+    sl_map: [u32; SL_ROWS],
     heads: [u32; CLASS_COUNT],
     free_bytes: u64,
     free_blocks: u32,
@@ -224,27 +234,52 @@ struct FreeIndex {
 impl FreeIndex {
     const EMPTY: FreeIndex = FreeIndex {
         fl_map: 0,
-        sl_map: [0; FL_COUNT],
+        sl_map: [0; SL_ROWS],
         heads: [NIL; CLASS_COUNT],
         free_bytes: 0,
         free_blocks: 0,
     };
 
+    /// The head of the list of class `c`.
+    #[inline(always)]
+    fn head(&self, c: usize) -> u32 {
+        debug_assert!(c < CLASS_COUNT);
+        // SAFETY: `c < CLASS_COUNT`. Every class index is `class_index(size >> 8)` of a block
+        // size below 2^64 (at most 50 * 32 + 63), `search_class` of a rounded request below
+        // 2^64 (at most 51 * 32 + 32), or `(fl << 5) + sl` of a bit set in the bitmaps, which
+        // only ever hold bits of such classes (`fl < FL_COUNT`): all below
+        // `CLASS_COUNT = FL_COUNT * 32`.
+        unsafe { *self.heads.get_unchecked(c) }
+    }
+
+    /// Sets the head of the list of class `c`.
+    #[inline(always)]
+    fn set_head(&mut self, c: usize, idx: u32) {
+        debug_assert!(c < CLASS_COUNT);
+        // SAFETY: `c < CLASS_COUNT`, as in `head`.
+        unsafe { *self.heads.get_unchecked_mut(c) = idx }
+    }
+
     /// The first non-empty list of class `cs` or above.
+    ///
+    /// Both candidates (the rest of `cs`'s row, and the first row above it) are computed and
+    /// one is selected, so there is no branch on which one holds the block.
     #[inline(always)]
     fn find(&self, cs: usize) -> Option<usize> {
         let (fl, sl) = (cs >> SL_BITS, cs & (SL_COUNT - 1));
-        let sl_hits = self.sl_map[fl] & (u32::MAX << sl);
-        if sl_hits != 0 {
-            return Some((fl << SL_BITS) + sl_hits.trailing_zeros() as usize);
-        }
-        // `fl < FL_COUNT`, so the shift is below 64.
+        let sl_hits = self.sl_map[fl & (SL_ROWS - 1)] & (u32::MAX << sl);
+        // `fl < FL_COUNT <= 63`, so the shift is below 64.
         let fl_hits = self.fl_map & (u64::MAX << (fl + 1));
-        if fl_hits == 0 {
-            return None;
+        let fl_above = fl_hits.trailing_zeros() as usize; // 64 when there is none
+        let in_row = (fl << SL_BITS) + sl_hits.trailing_zeros() as usize;
+        let above =
+            (fl_above << SL_BITS) + self.sl_map[fl_above & (SL_ROWS - 1)].trailing_zeros() as usize;
+        let c = select_unpredictable(sl_hits != 0, in_row, above);
+        if u64::from(sl_hits) | fl_hits == 0 {
+            None
+        } else {
+            Some(c)
         }
-        let fl = fl_hits.trailing_zeros() as usize;
-        Some((fl << SL_BITS) + self.sl_map[fl].trailing_zeros() as usize)
     }
 
     /// The flat index of the highest non-empty class.
@@ -262,62 +297,57 @@ impl FreeIndex {
     fn push(&mut self, nodes: &mut [Node], idx: u32, c: usize) {
         debug_assert!(nd(nodes, idx).is_free());
         debug_assert_eq!(class_index(nd(nodes, idx).size() >> GRANULE_SHIFT), c);
-        let head = self.heads[c];
+        let head = self.head(c);
+        // The old head's back link; into `idx` itself (rewritten just below) when empty.
+        let back = select_unpredictable(head != NIL, head, idx);
+        nd_mut(nodes, back).link_prev = idx;
         let node = nd_mut(nodes, idx);
         node.link_prev = NIL;
         node.link_next = head;
-        if head != NIL {
-            nd_mut(nodes, head).link_prev = idx;
-        }
-        self.heads[c] = idx;
-        self.sl_map[c >> SL_BITS] |= 1 << (c & (SL_COUNT - 1));
+        self.set_head(c, idx);
+        self.sl_map[(c >> SL_BITS) & (SL_ROWS - 1)] |= 1 << (c & (SL_COUNT - 1));
         self.fl_map |= 1 << (c >> SL_BITS);
         self.free_blocks += 1;
     }
 
-    /// Takes the free node `idx` out of the list of class `c` (its class).
+    /// Takes the free node `idx` out of the list of class `c` (its class). Its own links are
+    /// left scribbled: the caller pushes it again, makes it live, or releases it.
     #[inline(always)]
     fn unlink(&mut self, nodes: &mut [Node], idx: u32, c: usize) {
         let node = nd(nodes, idx);
         let (prev, next) = (node.link_prev, node.link_next);
         debug_assert!(node.is_free());
-        if next != NIL {
-            nd_mut(nodes, next).link_prev = prev;
-        }
-        if prev != NIL {
-            nd_mut(nodes, prev).link_next = next;
-        } else {
-            debug_assert_eq!(self.heads[c], idx);
-            self.heads[c] = next;
-            if next == NIL {
-                self.clear_class(c);
-            }
-        }
+        debug_assert!(prev != NIL || self.head(c) == idx);
+        let after = select_unpredictable(next != NIL, next, idx);
+        nd_mut(nodes, after).link_prev = prev;
+        let before = select_unpredictable(prev != NIL, prev, idx);
+        nd_mut(nodes, before).link_next = next;
+        let head = select_unpredictable(prev == NIL, next, self.head(c));
+        self.set_head(c, head);
+        self.clear_if_empty(c, head);
         self.free_blocks -= 1;
     }
 
-    /// Takes the head `idx` of the list of class `c` off the list.
+    /// Takes the head `idx` of the list of class `c` off the list (its links are left as in
+    /// `unlink`).
     #[inline(always)]
     fn pop_head(&mut self, nodes: &mut [Node], idx: u32, c: usize) {
-        debug_assert_eq!(self.heads[c], idx);
+        debug_assert_eq!(self.head(c), idx);
         let next = nd(nodes, idx).link_next;
-        self.heads[c] = next;
-        if next != NIL {
-            nd_mut(nodes, next).link_prev = NIL;
-        } else {
-            self.clear_class(c);
-        }
+        self.set_head(c, next);
+        let after = select_unpredictable(next != NIL, next, idx);
+        nd_mut(nodes, after).link_prev = NIL;
+        self.clear_if_empty(c, next);
         self.free_blocks -= 1;
     }
 
-    /// Clears the bits of class `c`, whose list just became empty.
+    /// Clears the bits of class `c` if its new head `head` is `NIL`, with no branch.
     #[inline(always)]
-    fn clear_class(&mut self, c: usize) {
+    fn clear_if_empty(&mut self, c: usize, head: u32) {
         let fl = c >> SL_BITS;
-        self.sl_map[fl] &= !(1 << (c & (SL_COUNT - 1)));
-        if self.sl_map[fl] == 0 {
-            self.fl_map &= !(1 << fl);
-        }
+        let row = &mut self.sl_map[fl & (SL_ROWS - 1)];
+        *row &= !(u32::from(head == NIL) << (c & (SL_COUNT - 1)));
+        self.fl_map &= !(u64::from(*row == 0) << fl);
     }
 
     /// Free node `idx`, of class `old`, has just been resized into class `new`: moves it to
@@ -1616,7 +1646,7 @@ impl<const N: usize, const P: usize, I: AddressIndex> CoalescingList<N, P, I> {
     /// block), so a split costs one node from the vacant list and no list traffic.
     #[inline(always)]
     fn take_head(&mut self, part: PartitionId, c: usize, rsize: u64) -> Result<Block, Error> {
-        let idx = self.parts.at_mut(part).heads[c];
+        let idx = self.parts.at_mut(part).head(c);
         let block = *self.blocks.node(idx);
         debug_assert!(block.tag() == part as u32 && block.link_prev == NIL);
         let rest = block.size() - rsize;
@@ -1692,7 +1722,7 @@ impl<const N: usize, const P: usize, I: AddressIndex> CoalescingList<N, P, I> {
             return Err(self.missing_partition(part, size));
         };
         let idx = match fi.find(search_class(req.need >> GRANULE_SHIFT)) {
-            Some(c) => fi.heads[c],
+            Some(c) => fi.head(c),
             None => match self.fallback_fit(fi, &req) {
                 Some(idx) => idx,
                 None => return Err(self.out_of_memory_in(part, size)),
@@ -1710,7 +1740,7 @@ impl<const N: usize, const P: usize, I: AddressIndex> CoalescingList<N, P, I> {
         let hi = search_class(req.need >> GRANULE_SHIFT);
         let nodes = self.blocks.nodes();
         for c in lo..hi.min(CLASS_COUNT) {
-            let mut cur = fi.heads[c];
+            let mut cur = fi.head(c);
             while cur != NIL {
                 let n = nd(nodes, cur);
                 if req.fits(n) {
@@ -2108,7 +2138,7 @@ impl<const N: usize, const P: usize, I: AddressIndex> CoalescingList<N, P, I> {
             // Take the next block of `from`.
             let fi = parts.at_mut(from);
             let Some(c) = fi.top_class() else { break };
-            let idx = fi.heads[c];
+            let idx = fi.head(c);
             let size = blocks.node(idx).size();
             fi.unlink(blocks.nodes_mut(), idx, c);
             fi.free_bytes -= size;
@@ -2207,7 +2237,7 @@ impl<const N: usize, const P: usize, I: AddressIndex> CoalescingList<N, P, I> {
         let Some(c) = fi.top_class() else { return 0 };
         let nodes = self.blocks.nodes();
         let mut best = 0;
-        let mut cur = fi.heads[c];
+        let mut cur = fi.head(c);
         while cur != NIL {
             best = best.max(nodes[cur as usize].size());
             cur = nodes[cur as usize].link_next;
@@ -2465,11 +2495,11 @@ impl<const N: usize, const P: usize, I: AddressIndex> CoalescingList<N, P, I> {
                 }
                 for sl in 0..SL_COUNT {
                     let c = fl * SL_COUNT + sl;
-                    if ((fi.sl_map[fl] >> sl) & 1 == 1) != (fi.heads[c] != NIL) {
+                    if ((fi.sl_map[fl] >> sl) & 1 == 1) != (fi.head(c) != NIL) {
                         return Err("second-level bitmap disagrees with the lists");
                     }
                     let mut prev = NIL;
-                    let mut cur = fi.heads[c];
+                    let mut cur = fi.head(c);
                     while cur != NIL {
                         pn += 1;
                         if pn as usize > limit || !in_range(cur) {
@@ -2488,8 +2518,8 @@ impl<const N: usize, const P: usize, I: AddressIndex> CoalescingList<N, P, I> {
                     }
                 }
             }
-            if fl_map_beyond(fi.fl_map) {
-                return Err("first-level bitmap has bits beyond the classes");
+            if fl_map_beyond(fi.fl_map) || fi.sl_map[FL_COUNT..].iter().any(|&r| r != 0) {
+                return Err("bitmaps have bits beyond the classes");
             }
             if pn != fi.free_blocks || pb != fi.free_bytes {
                 return Err("partition counters disagree with its lists");
@@ -2797,6 +2827,7 @@ fn free_into<const N: usize, I: AddressIndex>(
     }
 }
 
+// The tests use the growable list and `Vec`: they need the `alloc` feature.
 #[cfg(all(test, feature = "alloc"))]
 mod tests {
     use super::*;
