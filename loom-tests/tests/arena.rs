@@ -227,3 +227,35 @@ fn three_streams_bounded() {
         arena.audit().unwrap();
     });
 }
+
+#[test]
+fn two_streams_free_each_others_blocks() {
+    model::exhaustive(|| {
+        // Each stream allocates, then frees the other's block (after waiting for it): two
+        // cross-stream frees racing two allocations.
+        let (streams, arena) = setup(2, 2);
+        let a = streams.allocate(&*arena, 4096, 256, S1).unwrap();
+        let b = streams.allocate(&*arena, 4096, 256, S2).unwrap();
+        streams.order_after(S1, S2).unwrap();
+        streams.order_after(S2, S1).unwrap();
+        let handles: Vec<_> = [(S1, b), (S2, a)]
+            .into_iter()
+            .map(|(s, theirs)| {
+                spawn(&streams, &arena, move |st, ar| {
+                    st.deallocate(ar, theirs, 4096, 256, s).unwrap();
+                    let mine = st.allocate(ar, 4096, 256, s).unwrap();
+                    st.deallocate(ar, mine, 4096, 256, s).unwrap();
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        assert!(
+            streams.violations().is_empty(),
+            "{:?}",
+            streams.violations()
+        );
+        arena.audit().unwrap();
+    });
+}

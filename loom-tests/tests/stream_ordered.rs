@@ -208,3 +208,37 @@ fn grow_first_falls_back_to_a_steal() {
         );
     });
 }
+
+#[test]
+fn two_streams_two_rounds_each() {
+    // Exhaustive exploration of two rounds per thread does not finish in minutes (each round
+    // may steal, merge, trim and grow, each a lock); a preemption bound of 3 does.
+    model::bounded(3, || {
+        // Two blocks upstream, two rounds of allocate/free per stream: mixes of own reuse,
+        // steals and growth, all checked.
+        let (streams, pool) = setup(2);
+        let handles: Vec<_> = [S1, S2]
+            .into_iter()
+            .map(|s| {
+                let (streams, pool) = (streams.clone(), pool.clone());
+                thread::spawn(move || {
+                    for _ in 0..2 {
+                        if let Some(b) = try_allocate(&streams, &pool, s) {
+                            streams.deallocate(&*pool, b, BLOCK, 256, s).unwrap();
+                        }
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        assert!(
+            streams.violations().is_empty(),
+            "{:?}",
+            streams.violations()
+        );
+        let s = pool.stats();
+        assert_eq!((s.live_bytes, s.free_bytes), (0, s.pool_size));
+    });
+}
