@@ -24,6 +24,11 @@ pub type PartitionId = u16;
 
 /// "No node" in the links.
 const NIL: u32 = u32::MAX;
+/// The top bit of a physical link: set when the node on that side is a free block (of any
+/// partition). Node indices stay below it.
+const SIDE_FREE: u32 = 1 << 31;
+/// The most node slots a list can have (indices below `SIDE_FREE`, and `NIL` unused).
+const MAX_NODES: usize = SIDE_FREE as usize - 1;
 /// Block sizes and starts are multiples of the granule, 256 bytes.
 const GRANULE_SHIFT: u32 = DEFAULT_ALIGNMENT.trailing_zeros();
 /// log2 of the number of second-level classes per power of two.
@@ -107,6 +112,11 @@ fn search_units(units: u64) -> u64 {
 /// first block's `prev_phys` and the last block's `next_phys` are the chunk record. So every
 /// block has two physical neighbours, and a chunk record (never free) stops merges at the
 /// chunk's ends with no test for "no neighbour".
+///
+/// The top bit of each physical link (`SIDE_FREE`) says whether the node on that side is a
+/// free block. A free thus knows from the block's own node whether a merge is possible, and
+/// reads a neighbour only when it is free: when neither is, the free touches no neighbour
+/// but to set their bits (stores, which do not wait for the memory they write).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C, align(32))]
 struct Node {
@@ -137,6 +147,30 @@ impl Node {
     #[inline(always)]
     fn start(&self) -> u64 {
         self.start_tag & !TAG_MASK
+    }
+
+    /// The physical neighbour before (the chunk record for the first block).
+    #[inline(always)]
+    fn prev(&self) -> u32 {
+        self.prev_phys & !SIDE_FREE
+    }
+
+    /// The physical neighbour after (the chunk record for the last block).
+    #[inline(always)]
+    fn next(&self) -> u32 {
+        self.next_phys & !SIDE_FREE
+    }
+
+    /// Whether the neighbour before is a free block (of any partition).
+    #[inline(always)]
+    fn prev_is_free(&self) -> bool {
+        self.prev_phys & SIDE_FREE != 0
+    }
+
+    /// Whether the neighbour after is a free block (of any partition).
+    #[inline(always)]
+    fn next_is_free(&self) -> bool {
+        self.next_phys & SIDE_FREE != 0
     }
 
     #[inline(always)]
@@ -590,7 +624,7 @@ const HASH_MUL: u64 = 0x9E37_79B9_7F4A_7C15;
 
 impl<const N: usize, I: AddressIndex> Blocks<N, I> {
     const fn new() -> Self {
-        const { assert!(N < NIL as usize, "CoalescingList: N must be below u32::MAX") };
+        const { assert!(N <= MAX_NODES, "CoalescingList: N must be below 2^31") };
         Self {
             fixed: [Node::VACANT; N],
             fixed_buckets: <I::Buckets<N> as sealed::Buckets>::EMPTY,
@@ -707,7 +741,7 @@ impl<const N: usize, I: AddressIndex> Blocks<N, I> {
         let idx = self.hw;
         #[cfg(feature = "alloc")]
         if N == 0 {
-            if idx >= NIL - 1 || self.nodes.try_reserve(1).is_err() {
+            if idx as usize >= MAX_NODES || self.nodes.try_reserve(1).is_err() {
                 return Err(self.exhausted());
             }
             self.nodes.push(Node {
@@ -808,7 +842,7 @@ impl<const N: usize, I: AddressIndex> Blocks<N, I> {
     #[cfg(feature = "alloc")]
     fn preallocate(&mut self, n: usize) -> Result<(), Error> {
         debug_assert!(N == 0 && self.hw == 0);
-        let n = n.min(NIL as usize - 1);
+        let n = n.min(MAX_NODES);
         let exhausted = Error::MetadataExhausted { capacity: 0 };
         self.nodes.try_reserve_exact(n).map_err(|_| exhausted)?;
         self.nodes.extend((0..n as u32).map(|i| Node {
@@ -1371,8 +1405,8 @@ impl<const N: usize, const P: usize, I: AddressIndex> CoalescingList<N, P, I> {
             self.blocks
                 .alloc_node(Node::new(range.start, range.len, part as u32, chunk, chunk));
         let record = self.blocks.node_mut(chunk);
-        record.prev_phys = block;
-        record.next_phys = block;
+        record.prev_phys = block | SIDE_FREE;
+        record.next_phys = block | SIDE_FREE;
         if self.chunk_head != NIL {
             self.blocks.node_mut(self.chunk_head).link_prev = chunk;
         }
@@ -1430,8 +1464,8 @@ impl<const N: usize, const P: usize, I: AddressIndex> CoalescingList<N, P, I> {
 
     /// Whether chunk record `chunk` is wholly free: one free block.
     fn chunk_node_is_free(&self, chunk: u32) -> bool {
-        let first = self.blocks.node(self.blocks.node(chunk).next_phys);
-        first.is_free() && first.next_phys == chunk
+        let first = self.blocks.node(self.blocks.node(chunk).next());
+        first.is_free() && first.next() == chunk
     }
 
     /// Whether the chunk `range` (as added) is wholly free; `None` when it is not a chunk of
@@ -1501,7 +1535,7 @@ impl<const N: usize, const P: usize, I: AddressIndex> CoalescingList<N, P, I> {
 
     fn remove_chunk_node(&mut self, chunk: u32) -> Range {
         let c = *self.blocks.node(chunk);
-        let first = c.next_phys;
+        let first = c.next();
         let part = self.blocks.node(first).tag() as PartitionId;
         let Self { blocks, parts, .. } = self;
         let fi = parts.at_mut(part);
@@ -1666,6 +1700,9 @@ impl<const N: usize, const P: usize, I: AddressIndex> CoalescingList<N, P, I> {
             n.start_tag = start;
             n.link_prev = generation.get();
             n.link_next = NIL;
+            // Its neighbours' bits: no longer free.
+            nd_mut(nodes, block.prev()).next_phys = idx;
+            nd_mut(nodes, block.next()).prev_phys = idx;
             idx
         } else {
             let v = blocks.vacant;
@@ -1675,12 +1712,12 @@ impl<const N: usize, const P: usize, I: AddressIndex> CoalescingList<N, P, I> {
             *nd_mut(nodes, v) = Node {
                 start_tag: start,
                 size_tag: rsize | LIVE_HI,
-                prev_phys: idx,
+                prev_phys: idx | SIDE_FREE,
                 next_phys: block.next_phys,
                 link_prev: generation.get(),
                 link_next: NIL,
             };
-            nd_mut(nodes, block.next_phys).prev_phys = v;
+            nd_mut(nodes, block.next()).prev_phys = v;
             let n = nd_mut(nodes, idx);
             n.next_phys = v;
             n.size_tag = rest | (block.size_tag & TAG_MASK);
@@ -1774,15 +1811,22 @@ impl<const N: usize, const P: usize, I: AddressIndex> CoalescingList<N, P, I> {
             n.set_tag(TAG_LIVE);
             n.link_prev = generation.get();
             n.link_next = NIL;
+            blocks.node_mut(block.prev()).next_phys = idx;
+            blocks.node_mut(block.next()).prev_phys = idx;
             idx
         } else {
-            let next = block.next_phys;
             let live = blocks.alloc_node(Node {
                 link_prev: generation.get(),
-                ..Node::new(start + rest, req.rsize, TAG_LIVE, idx, next)
+                ..Node::new(
+                    start + rest,
+                    req.rsize,
+                    TAG_LIVE,
+                    idx | SIDE_FREE,
+                    block.next_phys,
+                )
             });
             let nodes = blocks.nodes_mut();
-            nd_mut(nodes, next).prev_phys = live;
+            nd_mut(nodes, block.next()).prev_phys = live;
             let n = nd_mut(nodes, idx);
             n.next_phys = live;
             n.set_size(rest);
@@ -1818,13 +1862,15 @@ impl<const N: usize, const P: usize, I: AddressIndex> CoalescingList<N, P, I> {
             class_index(block.size() >> GRANULE_SHIFT),
         );
         let start = block.start() + front;
-        let old_next = block.next_phys;
+        // The node after, with its free bit (the live block or the tail links to it).
+        let (old_next, old_next_raw) = (block.next(), block.next_phys);
         let live = if front == 0 {
             let n = blocks.node_mut(idx);
             n.set_size(req.rsize);
             n.set_tag(TAG_LIVE);
             n.link_prev = generation.get();
             n.link_next = NIL;
+            blocks.node_mut(block.prev()).next_phys = idx;
             idx
         } else {
             // The original node stays free as the front piece; its neighbour before it is not
@@ -1833,10 +1879,9 @@ impl<const N: usize, const P: usize, I: AddressIndex> CoalescingList<N, P, I> {
             fi.push(blocks.nodes_mut(), idx, class_index(front >> GRANULE_SHIFT));
             let live = blocks.alloc_node(Node {
                 link_prev: generation.get(),
-                ..Node::new(start, req.rsize, TAG_LIVE, idx, old_next)
+                ..Node::new(start, req.rsize, TAG_LIVE, idx | SIDE_FREE, NIL)
             });
             blocks.node_mut(idx).next_phys = live;
-            blocks.node_mut(old_next).prev_phys = live;
             live
         };
         if tail > 0 {
@@ -1845,11 +1890,14 @@ impl<const N: usize, const P: usize, I: AddressIndex> CoalescingList<N, P, I> {
                 tail,
                 part as u32,
                 live,
-                old_next,
+                old_next_raw,
             ));
-            blocks.node_mut(live).next_phys = t;
-            blocks.node_mut(old_next).prev_phys = t;
+            blocks.node_mut(live).next_phys = t | SIDE_FREE;
+            blocks.node_mut(old_next).prev_phys = t | SIDE_FREE;
             fi.push(blocks.nodes_mut(), t, class_index(tail >> GRANULE_SHIFT));
+        } else {
+            blocks.node_mut(live).next_phys = old_next_raw;
+            blocks.node_mut(old_next).prev_phys = live;
         }
         fi.free_bytes -= req.rsize;
         Ok(self.finish_allocation(live, start, req.rsize, generation))
@@ -2409,7 +2457,7 @@ impl<const N: usize, const P: usize, I: AddressIndex> CoalescingList<N, P, I> {
                 }
             }
             // The ring: record, first block, ..., last block, record.
-            let mut b = c.next_phys;
+            let mut b = c.next();
             let mut expect_start = c.start();
             let mut prev_b = cur;
             while b != cur {
@@ -2418,8 +2466,14 @@ impl<const N: usize, const P: usize, I: AddressIndex> CoalescingList<N, P, I> {
                     return Err("physical chain has a cycle or a link out of range");
                 }
                 let n = &nodes[b as usize];
-                if n.prev_phys != prev_b {
+                if n.prev() != prev_b {
                     return Err("physical back link broken");
+                }
+                let before = &nodes[prev_b as usize];
+                if n.prev_is_free() != (before.is_free() && prev_b != cur)
+                    || before.next_is_free() != n.is_free()
+                {
+                    return Err("a free-neighbour bit of a physical link is wrong");
                 }
                 if n.start() != expect_start {
                     return Err("blocks do not tile their chunk");
@@ -2446,10 +2500,15 @@ impl<const N: usize, const P: usize, I: AddressIndex> CoalescingList<N, P, I> {
                 }
                 expect_start = n.start() + n.size();
                 prev_b = b;
-                b = n.next_phys;
+                b = n.next();
             }
-            if c.prev_phys != prev_b || prev_b == cur {
-                return Err("chunk record does not link its last block, or has none");
+            let last = &nodes[prev_b as usize];
+            if c.prev() != prev_b
+                || prev_b == cur
+                || c.prev_is_free() != last.is_free()
+                || last.next_is_free()
+            {
+                return Err("chunk record does not link its last block (or its bit), or has none");
             }
             if expect_start != c.start() + c.size() {
                 return Err("blocks do not cover their chunk");
@@ -2755,6 +2814,10 @@ impl<const N: usize, const P: usize> CoalescingList<N, P, AddressTable> {
 /// does not change. The caller has counted the block's bytes into `fi` already.
 ///
 /// Both neighbours exist: at a chunk's ends the neighbour is the chunk record, never free.
+/// The free bits of `idx`'s physical links say which neighbours may merge, so a neighbour
+/// that is not free is never read; the bits that point at the merged block are set on the
+/// way (the node `idx` was free already when it comes from `merge_partition`, its
+/// neighbours' bits set: setting them again is harmless).
 #[inline(always)]
 fn free_into<const N: usize, I: AddressIndex>(
     blocks: &mut Blocks<N, I>,
@@ -2765,11 +2828,14 @@ fn free_into<const N: usize, I: AddressIndex>(
     let (lo, hi) = tag_bytes(tag);
     let nodes = blocks.nodes_mut();
     let me = *nd(nodes, idx);
-    let (prev, next) = (me.prev_phys, me.next_phys);
-    let (p, n) = (*nd(nodes, prev), *nd(nodes, next));
+    let (prev, next) = (me.prev(), me.next());
+    let prev_free = me.prev_is_free() && nd(nodes, prev).is_free_in(lo, hi);
+    let next_free = me.next_is_free() && nd(nodes, next).is_free_in(lo, hi);
     let size = me.size();
-    match (p.is_free_in(lo, hi), n.is_free_in(lo, hi)) {
+    match (prev_free, next_free) {
         (false, false) => {
+            nd_mut(nodes, prev).next_phys = idx | SIDE_FREE;
+            nd_mut(nodes, next).prev_phys = idx | SIDE_FREE;
             let m = nd_mut(nodes, idx);
             m.start_tag = me.start() | lo;
             m.size_tag = size | hi;
@@ -2777,48 +2843,51 @@ fn free_into<const N: usize, I: AddressIndex>(
         }
         (true, false) => {
             // The block before absorbs this one.
-            nd_mut(nodes, next).prev_phys = prev;
-            let merged = p.size() + size;
+            nd_mut(nodes, next).prev_phys = prev | SIDE_FREE;
             let pm = nd_mut(nodes, prev);
-            pm.next_phys = next;
+            let old = pm.size();
+            let merged = old + size;
+            pm.next_phys = me.next_phys;
             pm.size_tag = merged | hi;
             fi.reclass(
                 nodes,
                 prev,
-                class_index(p.size() >> GRANULE_SHIFT),
+                class_index(old >> GRANULE_SHIFT),
                 class_index(merged >> GRANULE_SHIFT),
             );
             blocks.release_node(idx);
         }
         (false, true) => {
             // The block after absorbs this one (it starts earlier now).
-            nd_mut(nodes, prev).next_phys = next;
-            let merged = n.size() + size;
+            nd_mut(nodes, prev).next_phys = next | SIDE_FREE;
             let nm = nd_mut(nodes, next);
-            nm.prev_phys = prev;
+            let old = nm.size();
+            let merged = old + size;
+            nm.prev_phys = me.prev_phys;
             nm.start_tag = me.start() | lo;
             nm.size_tag = merged | hi;
             fi.reclass(
                 nodes,
                 next,
-                class_index(n.size() >> GRANULE_SHIFT),
+                class_index(old >> GRANULE_SHIFT),
                 class_index(merged >> GRANULE_SHIFT),
             );
             blocks.release_node(idx);
         }
         (true, true) => {
             // The block before absorbs this one and the one after.
+            let n = *nd(nodes, next);
             fi.unlink(nodes, next, class_index(n.size() >> GRANULE_SHIFT));
-            let after = n.next_phys;
-            nd_mut(nodes, after).prev_phys = prev;
-            let merged = p.size() + size + n.size();
+            nd_mut(nodes, n.next()).prev_phys = prev | SIDE_FREE;
             let pm = nd_mut(nodes, prev);
-            pm.next_phys = after;
+            let old = pm.size();
+            let merged = old + size + n.size();
+            pm.next_phys = n.next_phys;
             pm.size_tag = merged | hi;
             fi.reclass(
                 nodes,
                 prev,
-                class_index(p.size() >> GRANULE_SHIFT),
+                class_index(old >> GRANULE_SHIFT),
                 class_index(merged >> GRANULE_SHIFT),
             );
             blocks.release_node(idx);
