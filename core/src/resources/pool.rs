@@ -1,6 +1,6 @@
 //! The thread-safe coalescing pool.
 
-use crate::algo::{self, PoolConfig};
+use crate::algo;
 use crate::sync::{Mutex, MutexGuard};
 use crate::{Error, MemoryResource, StreamKey, Upstream};
 
@@ -45,7 +45,7 @@ impl<U: Upstream> Pool<U> {
     /// assert!(Pool::new(SimUpstream::new(1024), PoolConfig::new(4096)).is_err());
     /// # Ok::<(), strata_core::Error>(())
     /// ```
-    pub fn new(upstream: U, config: PoolConfig) -> Result<Self, Error> {
+    pub fn new(upstream: U, config: algo::PoolConfig) -> Result<Self, Error> {
         algo::Pool::new(upstream, config).map(Self::from_algo)
     }
 }
