@@ -1,13 +1,16 @@
 //! Single-threaded allocators as resources, and resources as upstreams.
 //!
 //! - [`LocalResource`]: the `&mut self` counterpart of [`MemoryResource`], for allocators that
-//!   are not thread-safe (the algorithms, a [`SimUpstream`]).
+//!   are not thread-safe (the algorithms, a [`SimUpstream`]); implemented here for
+//!   [`CoalescingList`](algo::CoalescingList), [`algo::Pool`], [`FixedSizeList`](algo::FixedSizeList)
+//!   and [`Binning`](algo::Binning).
 //! - [`ThreadSafe`]: puts a [`LocalResource`] behind the crate's [`Mutex`](crate::sync::Mutex),
 //!   which makes it a [`MemoryResource`].
 //! - [`UpstreamResource`]: any [`Upstream`] as a [`LocalResource`].
 //! - [`AsUpstream`]: any [`MemoryResource`] as an [`Upstream`], so that an algorithm can grow
 //!   from a resource (a pool over a limiting adaptor, for instance).
 
+use crate::algo;
 use crate::sync::{Mutex, MutexGuard};
 use crate::{DEFAULT_ALIGNMENT, Error, MemoryResource, Range, SimUpstream, StreamKey, Upstream};
 
@@ -101,6 +104,126 @@ impl<const N: usize> LocalResource for SimUpstream<N> {
         _stream: StreamKey,
     ) -> Result<(), Error> {
         Upstream::deallocate(self, Range::new(addr, size))
+    }
+}
+
+/// The coalescing list is a [`LocalResource`] over the chunks it holds (it never grows).
+///
+/// ```
+/// use strata_core::adaptors::ThreadSafe;
+/// use strata_core::algo::CoalescingList;
+/// use strata_core::{MemoryResource, Range, StreamKey};
+/// let mut list = CoalescingList::new();
+/// list.add_chunk(Range::new(1 << 20, 1 << 16))?;
+/// let r = ThreadSafe::new(list);
+/// let a = r.allocate(1000, 256, StreamKey::DEFAULT)?;
+/// r.deallocate(a, 1000, 256, StreamKey::DEFAULT)?;
+/// # Ok::<(), strata_core::Error>(())
+/// ```
+impl<const N: usize, const P: usize> LocalResource for algo::CoalescingList<N, P> {
+    #[inline]
+    fn allocate(&mut self, size: u64, align: u64, _stream: StreamKey) -> Result<u64, Error> {
+        algo::CoalescingList::allocate(self, size, align).map(|r| r.start)
+    }
+    #[inline]
+    fn deallocate(
+        &mut self,
+        addr: u64,
+        size: u64,
+        _align: u64,
+        _stream: StreamKey,
+    ) -> Result<(), Error> {
+        algo::CoalescingList::deallocate(self, addr, size)
+    }
+}
+
+/// The pool algorithm is a [`LocalResource`] (the stream is ignored); [`ThreadSafe`] over it
+/// is what [`resources::Pool`](crate::resources::Pool) is.
+///
+/// ```
+/// use strata_core::adaptors::ThreadSafe;
+/// use strata_core::algo::{Pool, PoolConfig};
+/// use strata_core::{MemoryResource, SimUpstream, StreamKey};
+/// let r = ThreadSafe::new(Pool::new(SimUpstream::new(1 << 20), PoolConfig::new(4096))?);
+/// let a = r.allocate(1000, 256, StreamKey::DEFAULT)?;
+/// r.deallocate(a, 1000, 256, StreamKey::DEFAULT)?;
+/// assert_eq!(r.lock().live_bytes(), 0);
+/// # Ok::<(), strata_core::Error>(())
+/// ```
+impl<U: Upstream, const N: usize, const P: usize> LocalResource for algo::Pool<U, N, P> {
+    #[inline]
+    fn allocate(&mut self, size: u64, align: u64, _stream: StreamKey) -> Result<u64, Error> {
+        algo::Pool::allocate(self, size, align).map(|r| r.start)
+    }
+    #[inline]
+    fn deallocate(
+        &mut self,
+        addr: u64,
+        size: u64,
+        _align: u64,
+        _stream: StreamKey,
+    ) -> Result<(), Error> {
+        algo::Pool::deallocate(self, addr, size)
+    }
+}
+
+/// The fixed-size list is a [`LocalResource`] (the stream is ignored).
+///
+/// ```
+/// use strata_core::adaptors::ThreadSafe;
+/// use strata_core::algo::{FixedConfig, FixedSizeList, Heap};
+/// use strata_core::{MemoryResource, SimUpstream, StreamKey};
+/// let list: FixedSizeList<_, Heap> = FixedSizeList::new(SimUpstream::new(1 << 20), FixedConfig::new(256, 8)?);
+/// let r = ThreadSafe::new(list);
+/// let a = r.allocate(200, 256, StreamKey::DEFAULT)?;
+/// r.deallocate(a, 200, 256, StreamKey::DEFAULT)?;
+/// # Ok::<(), strata_core::Error>(())
+/// ```
+impl<U: Upstream, M: algo::MetaStorage> LocalResource for algo::FixedSizeList<U, M> {
+    #[inline]
+    fn allocate(&mut self, size: u64, align: u64, _stream: StreamKey) -> Result<u64, Error> {
+        algo::FixedSizeList::allocate(self, size, align).map(|r| r.start)
+    }
+    #[inline]
+    fn deallocate(
+        &mut self,
+        addr: u64,
+        size: u64,
+        _align: u64,
+        _stream: StreamKey,
+    ) -> Result<(), Error> {
+        algo::FixedSizeList::deallocate(self, addr, size)
+    }
+}
+
+/// Binning is a [`LocalResource`] (the stream is ignored).
+///
+/// ```
+/// use strata_core::adaptors::ThreadSafe;
+/// use strata_core::algo::{Binning, Heap};
+/// use strata_core::{MemoryResource, SimUpstream, StreamKey};
+/// let b: Binning<_, Heap> = Binning::with_exponents(SimUpstream::new(1 << 30), 8, 12)?;
+/// let r = ThreadSafe::new(b);
+/// let a = r.allocate(3000, 256, StreamKey::DEFAULT)?;
+/// r.deallocate(a, 3000, 256, StreamKey::DEFAULT)?;
+/// # Ok::<(), strata_core::Error>(())
+/// ```
+impl<U: Upstream, M: algo::MetaStorage, const BINS: usize> LocalResource
+    for algo::Binning<U, M, BINS>
+{
+    #[inline]
+    fn allocate(&mut self, size: u64, align: u64, _stream: StreamKey) -> Result<u64, Error> {
+        algo::Binning::allocate(self, size, align).map(|r| r.start)
+    }
+    #[inline]
+    fn deallocate(
+        &mut self,
+        addr: u64,
+        size: u64,
+        _align: u64,
+        _stream: StreamKey,
+    ) -> Result<(), Error> {
+        algo::Binning::deallocate(self, addr, size)
     }
 }
 
