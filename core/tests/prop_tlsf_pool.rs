@@ -8,15 +8,19 @@
 //! alignment and have the footprint asked for; the byte counts match the model; a pool holds
 //! exactly what it took from its upstream, and never more than its maximum. Invalid calls
 //! (foreign address, double free, wrong size, zero size, bad alignment, unknown partition)
-//! return the documented error and change nothing.
+//! return the documented error and change nothing. The same for lists and pools that free by
+//! handle (`HandlesOnly`, `deallocate_block`): a stale handle (its block freed already, its
+//! node perhaps reused) is refused and changes nothing.
 
 // The growable list and pool need the `alloc` feature.
 #![cfg(feature = "alloc")]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use proptest::prelude::*;
-use strata_core::algo::{CoalescingList, PartitionId, Pool, PoolConfig};
+use strata_core::algo::{
+    AddressIndex, BlockHandle, CoalescingList, HandlesOnly, PartitionId, Pool, PoolConfig,
+};
 use strata_core::{Error, Range, SimUpstream, Upstream};
 
 const CASES: u32 = 24;
@@ -126,8 +130,8 @@ impl Model {
 }
 
 /// What a failed call must leave unchanged.
-fn snapshot<const N: usize, const P: usize>(
-    l: &CoalescingList<N, P>,
+fn snapshot<const N: usize, const P: usize, I: AddressIndex>(
+    l: &CoalescingList<N, P, I>,
 ) -> (u64, u64, u64, usize, usize, usize, Vec<u64>) {
     let per_part = (0..l.partition_count())
         .map(|p| l.free_bytes_in(p as PartitionId))
@@ -251,7 +255,10 @@ fn bad_calls<const N: usize, const P: usize>(
 }
 
 /// The list-level checks after every step.
-fn check_list<const N: usize, const P: usize>(list: &CoalescingList<N, P>, model: &Model) {
+fn check_list<const N: usize, const P: usize, I: AddressIndex>(
+    list: &CoalescingList<N, P, I>,
+    model: &Model,
+) {
     if let Err(e) = list.check_invariants() {
         panic!("invariant broken: {e}");
     }
@@ -520,6 +527,208 @@ fn run_pool(ops: &[Op], capacity: u64, initial: u64, max: Option<u64>) {
     assert_eq!(sim.in_use(), 0, "the pool gave everything back");
 }
 
+/// The handle-based list: blocks are allocated with `allocate_block_in` and freed with their
+/// `BlockHandle` (into any partition); stale handles (of blocks freed already, whose nodes may
+/// hold other blocks since) are refused and change nothing. The same invariants after every
+/// step. `N` > 0: a fixed node store, which may run out (an error that changes nothing).
+fn run_handles<const N: usize, const P: usize>(
+    ops: &[Op],
+    mut list: CoalescingList<N, P, HandlesOnly>,
+) {
+    let chunks = [
+        Range::new(1 << 30, 128 * 1024),
+        Range::new((1 << 30) + 128 * 1024, 64 * 1024),
+        Range::new(1 << 34, 192 * 1024),
+    ];
+    let parts = 4u8;
+    for _ in 1..parts {
+        list.add_partition().unwrap();
+    }
+    for (i, c) in chunks.iter().enumerate() {
+        list.add_chunk_in((i % 2) as PartitionId, *c).unwrap();
+    }
+    let mut present: Vec<Range> = chunks.to_vec();
+    let mut model = Model::default();
+    let mut handles: HashMap<u64, BlockHandle> = HashMap::new();
+    // Handles of blocks freed already, most recent last.
+    let mut stale: Vec<(u64, BlockHandle)> = Vec::new();
+    for op in ops {
+        match *op {
+            Op::Alloc {
+                part,
+                size,
+                align_shift,
+            } => {
+                let part = (part % parts) as PartitionId;
+                let align = 1u64 << align_shift;
+                let before = snapshot(&list);
+                match list.allocate_block_in(part, size, align) {
+                    Ok(b) => {
+                        model.insert(b.range(), size, align, &present);
+                        assert!(handles.insert(b.start(), b.handle()).is_none());
+                    }
+                    Err(Error::OutOfMemory { largest_free, .. }) => {
+                        let need = size.next_multiple_of(256) + align.max(256) - 256;
+                        assert!(largest_free < need);
+                        assert_eq!(snapshot(&list), before);
+                    }
+                    Err(Error::MetadataExhausted { capacity }) => {
+                        assert_eq!(Some(capacity), list.node_capacity());
+                        assert_eq!(snapshot(&list), before);
+                    }
+                    Err(e) => panic!("unexpected {e}"),
+                }
+            }
+            Op::Free { pick, part } => {
+                if let Some((start, _, _)) = model.pick(pick) {
+                    let h = handles.remove(&start).expect("a handle per live block");
+                    list.deallocate_block_in((part % parts) as PartitionId, h)
+                        .unwrap();
+                    model.live.remove(&start);
+                    stale.push((start, h));
+                }
+            }
+            Op::FreeTwice | Op::FreeInterior { .. } | Op::FreeWrongSize { .. } => {
+                // Every stale handle is refused, whatever its node holds now.
+                for &(start, h) in stale.iter().rev().take(4) {
+                    let before = snapshot(&list);
+                    let got = list.deallocate_block(h);
+                    assert!(
+                        matches!(got, Err(Error::DoubleFree { .. })),
+                        "stale handle of {start:#x}: {got:?}"
+                    );
+                    assert_eq!(snapshot(&list), before);
+                }
+            }
+            Op::FreeForeign { .. } => {
+                // A live block's handle, into a partition that does not exist.
+                let part = list.partition_count() as PartitionId;
+                if let Some(&h) = handles.values().next() {
+                    rejected!(
+                        &list,
+                        list.deallocate_block_in(part, h),
+                        Error::UnknownStream { .. }
+                    );
+                }
+            }
+            Op::BadRequest { which } => {
+                let got = match which % 4 {
+                    0 => list.allocate_block(0, 256),
+                    1 => list.allocate_block(256, 3 << (which % 8)),
+                    2 => list.allocate_block(u64::MAX - 100, 256),
+                    _ => list.allocate_block_in(list.partition_count() as PartitionId, 256, 256),
+                };
+                assert!(matches!(
+                    got,
+                    Err(Error::ZeroSize
+                        | Error::InvalidAlignment { .. }
+                        | Error::SizeOverflow { .. }
+                        | Error::UnknownStream { .. })
+                ));
+            }
+            Op::MergePartition { from, into } => {
+                let (from, into) = ((from % parts) as PartitionId, (into % parts) as PartitionId);
+                list.merge_partition(from, into).unwrap();
+            }
+            Op::Steal { size } => {
+                let exclude = (size % parts as u64) as PartitionId;
+                if let Some(p) = list.find_partition_with_fit(size, 256, exclude) {
+                    match list.allocate_block_in(p, size, 256) {
+                        Ok(b) => {
+                            model.insert(b.range(), size, 256, &present);
+                            handles.insert(b.start(), b.handle());
+                        }
+                        Err(Error::MetadataExhausted { .. }) => {}
+                        Err(e) => panic!("the partition found has a fit: {e}"),
+                    }
+                }
+            }
+            Op::TakeFreeChunk => {
+                if let Some(c) = list.take_free_chunk() {
+                    let i = present.iter().position(|p| *p == c).unwrap();
+                    present.swap_remove(i);
+                    if list
+                        .add_chunk_in((c.start % parts as u64) as PartitionId, c)
+                        .is_ok()
+                    {
+                        present.push(c);
+                    }
+                }
+            }
+        }
+        check_list(&list, &model);
+    }
+    for (start, h) in handles.drain() {
+        list.deallocate_block_in((start % 3) as PartitionId, h)
+            .unwrap();
+        model.live.remove(&start);
+    }
+    for p in 1..parts {
+        list.merge_partition(p as PartitionId, 0).unwrap();
+    }
+    check_list(&list, &model);
+    assert_eq!(list.free_blocks(), present.len());
+    for c in &present {
+        assert_eq!(list.is_chunk_free(*c), Some(true));
+    }
+}
+
+/// A pool whose list frees by handle only: growth, trim, out of memory, every invariant.
+fn run_handle_pool(ops: &[Op], capacity: u64, initial: u64, max: Option<u64>) {
+    let mut sim = SimUpstream::new(capacity);
+    let config = PoolConfig {
+        initial_size: initial,
+        maximum_size: max,
+    };
+    let list = CoalescingList::<0, 0, HandlesOnly>::growable();
+    let mut pool = Pool::with_list(&mut sim, list, config).unwrap();
+    let mut model = Model::default();
+    let mut handles: HashMap<u64, BlockHandle> = HashMap::new();
+    for op in ops {
+        match *op {
+            Op::Alloc {
+                size, align_shift, ..
+            } => {
+                let align = 1u64 << align_shift;
+                match pool.allocate_block(size, align) {
+                    Ok(b) => {
+                        let chunks: Vec<Range> = pool.list().chunks().collect();
+                        model.insert(b.range(), size, align, &chunks);
+                        handles.insert(b.start(), b.handle());
+                    }
+                    Err(Error::OutOfMemory { .. }) => {}
+                    Err(e) => panic!("unexpected {e}"),
+                }
+            }
+            Op::Free { pick, .. } => {
+                if let Some((start, _, _)) = model.pick(pick) {
+                    pool.deallocate_block(handles.remove(&start).unwrap())
+                        .unwrap();
+                    model.live.remove(&start);
+                }
+            }
+            Op::TakeFreeChunk => {
+                pool.trim().unwrap();
+            }
+            _ => {}
+        }
+        check_list(pool.list(), &model);
+        assert_eq!(pool.pool_size(), pool.upstream().in_use());
+        if let Some(max) = max {
+            assert!(pool.pool_size() <= max);
+        }
+    }
+    for (start, h) in handles.drain() {
+        pool.deallocate_block(h).unwrap();
+        model.live.remove(&start);
+    }
+    check_list(pool.list(), &model);
+    pool.trim().unwrap();
+    assert_eq!(pool.pool_size(), 0);
+    drop(pool);
+    assert_eq!(sim.in_use(), 0);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig {
         cases: CASES,
@@ -550,6 +759,29 @@ proptest! {
         capacity in 128u64 * 1024..384 * 1024,
     ) {
         run_pool(&ops, capacity, 16 * 1024, None);
+    }
+
+    /// The growable handle-only list, four partitions, three chunks: frees by handle, stale
+    /// handles refused.
+    #[test]
+    fn handle_list_keeps_every_invariant(ops in prop::collection::vec(op(), STEPS)) {
+        run_handles(&ops, CoalescingList::<0, 0, HandlesOnly>::growable());
+    }
+
+    /// A fixed handle-only list (96 nodes, 4 partitions inline): the same, plus running out
+    /// of nodes.
+    #[test]
+    fn fixed_handle_list_keeps_every_invariant(ops in prop::collection::vec(op(), STEPS)) {
+        run_handles(&ops, CoalescingList::<96, 4, HandlesOnly>::with_fixed_capacity());
+    }
+
+    /// A capped pool over a handle-only list.
+    #[test]
+    fn handle_pool_keeps_every_invariant(
+        ops in prop::collection::vec(op(), STEPS),
+        initial in 0u64..64 * 1024,
+    ) {
+        run_handle_pool(&ops, 1 << 20, initial, Some(256 * 1024));
     }
 }
 
