@@ -5,16 +5,18 @@
 //! cargo run -p strata-core --release --example tlsf_speed -- /tmp/traces/*.csv
 //! ```
 //!
-//! For each trace it prints the median ns per operation (allocate or free) of
-//! `CoalescingList` (one chunk of twice the peak live bytes) and of `Pool` over `SimUpstream`
-//! (initial size the same), plus the metadata the list held at the end. The comparison with
-//! the peer crates is `cargo bench --bench peers`.
+//! For each trace it prints the median (and fastest) ns per operation (allocate or free) of
+//! `CoalescingList` (one chunk of twice the peak live bytes; growable, preallocated, and
+//! preallocated without an address table, freeing by handle) and of `Pool` over `SimUpstream`
+//! (initial size the same; freeing by address and by handle), plus the replay loop alone and
+//! the metadata the list held at the end. The comparison with the peer crates is
+//! `cargo bench --bench peers`.
 
 use std::collections::HashMap;
 use std::hint::black_box;
 use std::time::Instant;
 
-use strata_core::algo::{CoalescingList, Pool, PoolConfig};
+use strata_core::algo::{BlockHandle, CoalescingList, HandlesOnly, Pool, PoolConfig};
 use strata_core::{Range, SimUpstream};
 
 #[derive(Clone, Copy)]
@@ -60,13 +62,15 @@ fn load(path: &str) -> Workload {
     }
 }
 
-/// The replay loop, generic over the two subjects.
+/// The replay loop, generic over the subjects: each keeps what it needs to free a block.
 trait Subject {
-    fn alloc(&mut self, size: u64) -> Option<u64>;
-    fn free(&mut self, addr: u64, size: u64);
+    type Handle: Copy;
+    fn alloc(&mut self, size: u64) -> Option<Self::Handle>;
+    fn free(&mut self, handle: Self::Handle, size: u64);
 }
 
 impl Subject for CoalescingList {
+    type Handle = u64;
     #[inline(always)]
     fn alloc(&mut self, size: u64) -> Option<u64> {
         self.allocate(size, 256).ok().map(|r| r.start)
@@ -74,10 +78,23 @@ impl Subject for CoalescingList {
     #[inline(always)]
     fn free(&mut self, addr: u64, size: u64) {
         self.deallocate(addr, size).expect("valid free");
+    }
+}
+
+impl Subject for CoalescingList<0, 0, HandlesOnly> {
+    type Handle = BlockHandle;
+    #[inline(always)]
+    fn alloc(&mut self, size: u64) -> Option<BlockHandle> {
+        self.allocate_block(size, 256).ok().map(|b| b.handle())
+    }
+    #[inline(always)]
+    fn free(&mut self, handle: BlockHandle, _size: u64) {
+        self.deallocate_block(handle).expect("valid free");
     }
 }
 
 impl Subject for Pool<SimUpstream> {
+    type Handle = u64;
     #[inline(always)]
     fn alloc(&mut self, size: u64) -> Option<u64> {
         self.allocate(size, 256).ok().map(|r| r.start)
@@ -85,6 +102,18 @@ impl Subject for Pool<SimUpstream> {
     #[inline(always)]
     fn free(&mut self, addr: u64, size: u64) {
         self.deallocate(addr, size).expect("valid free");
+    }
+}
+
+impl Subject for Pool<SimUpstream, 0, 0, HandlesOnly> {
+    type Handle = BlockHandle;
+    #[inline(always)]
+    fn alloc(&mut self, size: u64) -> Option<BlockHandle> {
+        self.allocate_block(size, 256).ok().map(|b| b.handle())
+    }
+    #[inline(always)]
+    fn free(&mut self, handle: BlockHandle, _size: u64) {
+        self.deallocate_block(handle).expect("valid free");
     }
 }
 
@@ -92,6 +121,7 @@ impl Subject for Pool<SimUpstream> {
 struct Bump(u64);
 
 impl Subject for Bump {
+    type Handle = u64;
     #[inline(always)]
     fn alloc(&mut self, size: u64) -> Option<u64> {
         let a = self.0;
@@ -105,21 +135,18 @@ impl Subject for Bump {
 }
 
 #[inline(never)]
-fn replay<S: Subject>(s: &mut S, addrs: &mut [u64], steps: &[Step]) -> u64 {
+fn replay<S: Subject>(s: &mut S, handles: &mut [Option<S::Handle>], steps: &[Step]) -> u64 {
     let mut failed = 0;
     for step in steps {
         match *step {
-            Step::Alloc { id, size } => match s.alloc(size) {
-                Some(a) => addrs[id as usize] = a,
-                None => {
-                    failed += 1;
-                    addrs[id as usize] = u64::MAX;
-                }
-            },
+            Step::Alloc { id, size } => {
+                let h = s.alloc(size);
+                failed += u64::from(h.is_none());
+                handles[id as usize] = h;
+            }
             Step::Free { id, size } => {
-                let a = addrs[id as usize];
-                if a != u64::MAX {
-                    s.free(a, size);
+                if let Some(h) = handles[id as usize].take() {
+                    s.free(h, size);
                 }
             }
         }
@@ -127,14 +154,17 @@ fn replay<S: Subject>(s: &mut S, addrs: &mut [u64], steps: &[Step]) -> u64 {
     failed
 }
 
-fn time<S: Subject>(w: &Workload, mut make: impl FnMut() -> S) -> (f64, u64) {
+/// Median and fastest ns/op over `REPS` timed replays (after one warm-up), each on a fresh
+/// subject, and the failures of the last.
+fn time<S: Subject>(w: &Workload, mut make: impl FnMut() -> S) -> (f64, f64, u64) {
+    const REPS: usize = 15;
     let mut samples = Vec::new();
     let mut failed = 0;
-    for rep in 0..8 {
+    for rep in 0..=REPS {
         let mut s = make();
-        let mut addrs = vec![0u64; w.ids];
+        let mut handles = vec![None; w.ids];
         let t0 = Instant::now();
-        failed = replay(black_box(&mut s), &mut addrs, black_box(&w.steps));
+        failed = replay(black_box(&mut s), &mut handles, black_box(&w.steps));
         let dt = t0.elapsed().as_nanos() as f64 / w.steps.len() as f64;
         black_box(&s);
         if rep > 0 {
@@ -142,29 +172,29 @@ fn time<S: Subject>(w: &Workload, mut make: impl FnMut() -> S) -> (f64, u64) {
         }
     }
     samples.sort_by(f64::total_cmp);
-    (samples[samples.len() / 2], failed)
+    (samples[samples.len() / 2], samples[0], failed)
 }
 
-/// The most nodes the list uses on the workload.
-fn peak_nodes(w: &Workload, capacity: u64) -> usize {
+/// The most nodes the list uses on the workload, and its metadata at the end.
+fn peak_nodes(w: &Workload, capacity: u64) -> (usize, usize) {
     let mut l = CoalescingList::new();
     l.add_chunk(Range::new(1 << 40, capacity)).expect("chunk");
-    let mut addrs = vec![0u64; w.ids];
+    let mut addrs = vec![None; w.ids];
     let mut peak = 0;
     for step in &w.steps {
         match *step {
             Step::Alloc { id, size } => {
-                addrs[id as usize] = l.alloc(size).unwrap_or(u64::MAX);
+                addrs[id as usize] = l.alloc(size);
                 peak = peak.max(l.nodes_in_use());
             }
             Step::Free { id, size } => {
-                if addrs[id as usize] != u64::MAX {
-                    l.free(addrs[id as usize], size);
+                if let Some(a) = addrs[id as usize].take() {
+                    l.free(a, size);
                 }
             }
         }
     }
-    peak
+    (peak, l.metadata_bytes())
 }
 
 fn main() {
@@ -176,47 +206,46 @@ fn main() {
         eprintln!("usage: tlsf_speed TRACE.csv ...");
         std::process::exit(2);
     }
+    println!(
+        "ns/op: median (fastest) of 15 replays; the list alone has one chunk of 2x peak bytes"
+    );
     for path in &paths {
         let w = load(path);
         let capacity = (2 * w.peak).next_multiple_of(256);
-        let (list_ns, list_failed) = time(&w, || {
+        let chunk = Range::new(1 << 40, capacity);
+        let (nodes, metadata) = peak_nodes(&w, capacity);
+        let (list, list_min, list_failed) = time(&w, || {
             let mut l = CoalescingList::new();
-            l.add_chunk(Range::new(1 << 40, capacity)).expect("chunk");
+            l.add_chunk(chunk).expect("chunk");
             l
         });
-        let nodes = peak_nodes(&w, capacity);
-        let (pre_ns, _) = time(&w, || {
+        let (pre, pre_min, _) = time(&w, || {
             let mut l = CoalescingList::with_capacity(nodes).expect("heap");
-            l.add_chunk(Range::new(1 << 40, capacity)).expect("chunk");
+            l.add_chunk(chunk).expect("chunk");
             l
         });
-        let (pool_ns, pool_failed) = time(&w, || {
-            Pool::new(SimUpstream::new(capacity), PoolConfig::new(capacity)).expect("pool")
+        let (handles, handles_min, _) = time(&w, || {
+            let mut l = CoalescingList::<0, 0, HandlesOnly>::preallocated(nodes).expect("heap");
+            l.add_chunk(chunk).expect("chunk");
+            l
         });
-        let (bump_ns, _) = time(&w, || Bump(0));
-        let mut l = CoalescingList::new();
-        l.add_chunk(Range::new(1 << 40, capacity)).expect("chunk");
-        let mut addrs = vec![0u64; w.ids];
-        let mut peak_nodes = 0;
-        for step in &w.steps {
-            match *step {
-                Step::Alloc { id, size } => {
-                    addrs[id as usize] = l.alloc(size).unwrap_or(u64::MAX);
-                    peak_nodes = peak_nodes.max(l.nodes_in_use());
-                }
-                Step::Free { id, size } => {
-                    if addrs[id as usize] != u64::MAX {
-                        l.free(addrs[id as usize], size);
-                    }
-                }
-            }
-        }
+        let config = PoolConfig::new(capacity);
+        let (pool, pool_min, pool_failed) = time(&w, || {
+            Pool::new(SimUpstream::new(capacity), config).expect("pool")
+        });
+        let (pool_h, pool_h_min, _) = time(&w, || {
+            let list = CoalescingList::<0, 0, HandlesOnly>::preallocated(nodes).expect("heap");
+            Pool::with_list(SimUpstream::new(capacity), list, config).expect("pool")
+        });
+        let (bump, bump_min, _) = time(&w, || Bump(0));
         println!(
-            "{path}: {} ops; list {list_ns:.1} ns/op ({list_failed} failed), preallocated {pre_ns:.1}; pool {pool_ns:.1} ns/op \
-             ({pool_failed} failed); replay loop alone {bump_ns:.1} ns/op; peak {peak_nodes} nodes, \
-             metadata {} KiB at the end",
+            "{path}: {} ops, peak {nodes} nodes, metadata {} KiB at the end\n  \
+             list {list:.1} ({list_min:.1}) [{list_failed} failed]; preallocated {pre:.1} \
+             ({pre_min:.1}); by handle {handles:.1} ({handles_min:.1})\n  \
+             pool {pool:.1} ({pool_min:.1}) [{pool_failed} failed]; by handle {pool_h:.1} \
+             ({pool_h_min:.1}); replay loop alone {bump:.1} ({bump_min:.1})",
             w.steps.len(),
-            l.metadata_bytes() / 1024
+            metadata / 1024
         );
     }
 }
