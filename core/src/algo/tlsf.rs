@@ -72,14 +72,14 @@ fn class_index(units: u64) -> usize {
     ((shift as usize) << SL_BITS) + (units >> shift) as usize
 }
 
-/// The first class whose every block holds at least `units` granules:
-/// `class_index(search_units(units))`, in a few instructions (the class of `units`, plus one
-/// when `units` is not the smallest size of its class).
+/// The first class whose every block holds at least `units` granules (`units >= 1`):
+/// `class_index(search_units(units))`, in a few instructions. The classes partition the sizes
+/// into ranges in increasing order, so the first class that starts at `units` or above is the
+/// one after the class of `units - 1`.
 #[inline(always)]
 fn search_class(units: u64) -> usize {
-    let shift = class_shift(units);
-    let c = ((shift as usize) << SL_BITS) + (units >> shift) as usize;
-    c + usize::from(units & ((1u64 << shift) - 1) != 0)
+    debug_assert!(units >= 1);
+    class_index(units - 1) + 1
 }
 
 /// `units` rounded up to the start of the next class boundary: every block whose class is at
