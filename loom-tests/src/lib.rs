@@ -4,7 +4,7 @@
 //!
 //! Every model runs the resource code of `strata-core` itself: under `cfg(loom)` the core's
 //! `sync` shim is loom's mutex and atomics. Two-thread models explore every interleaving
-//! ([`model::exhaustive`]); three-thread models bound the preemptions ([`model::bounded`]),
+//! (`model::exhaustive`); three-thread models bound the preemptions (`model::bounded`),
 //! whatever `LOOM_MAX_PREEMPTIONS` says, so each model has a known cost.
 
 /// How the models are run (only under `cfg(loom)`).
