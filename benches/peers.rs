@@ -253,13 +253,13 @@ impl Subject for StrataPool {
         Some(StrataPool { inner, chunk })
     }
 
-    #[inline]
+    #[inline(always)]
     fn alloc(&mut self, size: u64) -> Option<(NonZeroU64, u64)> {
         let r = self.inner.allocate(size, ALIGN).ok()?;
         Some((NonZeroU64::new(r.start)?, r.start))
     }
 
-    #[inline]
+    #[inline(always)]
     fn free(&mut self, start: NonZeroU64, size: u64) {
         if let Err(e) = self.inner.deallocate(start.get(), size) {
             panic!("strata-pool refused the free of a block it handed out: {e}");
@@ -303,13 +303,13 @@ impl Subject for StrataTlsf {
         Some(StrataTlsf { inner, chunk })
     }
 
-    #[inline]
+    #[inline(always)]
     fn alloc(&mut self, size: u64) -> Option<(NonZeroU64, u64)> {
         let r = self.inner.allocate(size, ALIGN).ok()?;
         Some((NonZeroU64::new(r.start)?, r.start))
     }
 
-    #[inline]
+    #[inline(always)]
     fn free(&mut self, start: NonZeroU64, size: u64) {
         if let Err(e) = self.inner.deallocate(start.get(), size) {
             panic!("strata-tlsf refused the free of a block it handed out: {e}");
