@@ -22,7 +22,10 @@
 //!
 //!   all four strata subjects get their metadata preallocated (`CoalescingList::with_capacity`
 //!   / `preallocated`), as offset-allocator (`with_max_allocs`) and xalloc (`with_capacity`) do:
-//!   2 × the trace's peak live blocks + 64 nodes;
+//!   2 × the trace's peak live blocks + 64 nodes. Their adapters are `#[inline(always)]`, as
+//!   strata's own hot paths are, so the replay loop calls strata as a user's loop would (the
+//!   peers' adapters measured the same with `#[inline(always)]`: their crates' functions stay
+//!   calls either way);
 //! - `range-alloc` 0.1.5: best fit over a sorted free-range vector, `allocate_range_aligned(size,
 //!   256)`, in bytes;
 //! - `offset-allocator` 0.2.0: u32 sizes and no alignment argument, so it counts in 256-byte
