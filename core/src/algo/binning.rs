@@ -27,6 +27,7 @@
 
 use core::fmt;
 
+use super::fixed::units_of;
 use super::{FixedBlocks, FixedConfig, MetaStorage, MetaVec};
 use crate::{DEFAULT_ALIGNMENT, Error, Range, Upstream, check_alignment};
 
@@ -335,14 +336,19 @@ impl<U: Upstream, M: MetaStorage, const BINS: usize> Binning<U, M, BINS> {
     /// assert_eq!(b.bin_for(4097), None);
     /// # Ok::<(), strata_core::Error>(())
     /// ```
-    #[inline]
+    #[inline(always)]
     pub fn bin_for(&self, size: u64) -> Option<usize> {
-        if size == 0 || size > self.max_binned {
+        // One test for both ends: 0 wraps around to u64::MAX.
+        if size.wrapping_sub(1) >= self.max_binned {
             return None;
         }
-        let units = size.div_ceil(DEFAULT_ALIGNMENT);
-        let mut i = self.first_bin[class_of(units)] as usize;
-        // size <= the largest bin's size, so the walk stops inside the bins.
+        // size <= max_binned <= MAX_BLOCK_SIZE = 2^39: no overflow, class <= 31.
+        let units = units_of(size);
+        let class = class_of(units);
+        debug_assert!(class < CLASSES);
+        let mut i = usize::from(self.first_bin[class & (CLASSES - 1)]);
+        // size <= the largest bin's size, so the walk stops inside the bins; with
+        // power-of-two bins it never steps.
         while self.sizes[i] < size {
             i += 1;
         }
@@ -370,14 +376,17 @@ impl<U: Upstream, M: MetaStorage, const BINS: usize> Binning<U, M, BINS> {
     /// ```
     #[inline]
     pub fn allocate(&mut self, size: u64, align: u64) -> Result<Range, Error> {
-        if align <= DEFAULT_ALIGNMENT
-            && let Some(i) = self.bin_for(size)
-        {
-            return self.bins[i].allocate(&mut self.upstream, size, align);
+        // A power of two up to 256 (any other alignment is an error of allocate_large).
+        let small_align = align.wrapping_sub(1) < DEFAULT_ALIGNMENT && align & (align - 1) == 0;
+        if small_align && let Some(i) = self.bin_for(size) {
+            // bin_for checked 1 <= size <= the bin's block size.
+            return self.bins[i].allocate_fitting(&mut self.upstream, size);
         }
         self.allocate_large(size, align)
     }
 
+    #[cold]
+    #[inline(never)]
     fn allocate_large(&mut self, size: u64, align: u64) -> Result<Range, Error> {
         if size == 0 {
             return Err(Error::ZeroSize);

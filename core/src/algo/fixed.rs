@@ -11,18 +11,21 @@
 //!
 //! Like RMM's `fixed_size_memory_resource`, blocks are cut from *chunks* of
 //! `block_size × blocks_per_chunk` bytes taken from the upstream, one chunk at a time
-//! (defaults: 1 MiB blocks, 128 blocks per chunk, see [`FixedConfig::DEFAULT`]). Unlike RMM,
-//! every free is validated, and wholly free chunks can be given back ([`FixedBlocks::trim`]).
+//! (defaults: 1 MiB blocks, 128 blocks per chunk, see [`FixedConfig::DEFAULT`]), and the free
+//! blocks form one LIFO stack, so the block freed last is handed out first. Unlike RMM, every
+//! free is validated, and wholly free chunks can be given back ([`FixedBlocks::trim`]).
 //!
 //! # Metadata
 //!
 //! The metadata lives in a [`MetaStorage`]: [`Inline<BLOCKS, CHUNKS>`] keeps it in fixed arrays
 //! (no heap; `const fn new`, so a list can live in a `static`), [`Heap`] (feature `alloc`) in
-//! growable vectors. Per block it is one `u32` (a free-list link, or the allocated flag and the
-//! request size in 256-byte units); per chunk a 24-byte record and a 64-byte bucket of the
-//! address lookup table. A block therefore costs `4 + 88 / blocks_per_chunk` bytes: 4.7 at
-//! the default 128 blocks per chunk, 48 at 2, and 92 with one block per chunk (the only shape
-//! above 64). See [`FixedBlocks::metadata_bytes`].
+//! growable vectors. Per block it is one `u32` (a free-stack link, or the allocated flag and
+//! the request size in 256-byte units); per chunk a 16-byte record and `r` 64-byte buckets of
+//! the address lookup table, where `1 <= r < 2` with growable metadata (the table has a power
+//! of two of buckets, at least one per chunk) and `r <= 1` inline. A block therefore costs
+//! `4 + (16 + 64 r) / blocks_per_chunk` bytes: 4.6 to 5.1 at the default 128 blocks per chunk,
+//! at most 52 from 3 blocks per chunk up, and up to 76 at 2 and 148 at 1 (the only shapes that
+//! can exceed 64). See [`FixedBlocks::metadata_bytes`].
 //!
 //! ```
 //! use strata_core::algo::{FixedConfig, FixedSizeList, Inline};
@@ -42,7 +45,7 @@
 
 use core::fmt;
 
-use crate::{DEFAULT_ALIGNMENT, Error, Range, Upstream, align_up, check_alignment};
+use crate::{DEFAULT_ALIGNMENT, Error, Range, Upstream, align_up};
 
 /// A vector of metadata records: fixed capacity (`heapless::Vec`) or growable
 /// (`alloc::vec::Vec`, feature `alloc`).
@@ -266,9 +269,9 @@ pub const BUCKET_SLOTS: usize = 4;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(C, align(64))]
 pub struct LookupBucket {
-    /// Start of each entry's chunk (meaningless where `slots` is `NIL`).
+    /// Start of each entry's chunk; 0 for an empty entry.
     starts: [u64; BUCKET_SLOTS],
-    /// Chunk slot of each entry, or `NIL` for an empty entry.
+    /// Chunk slot of each entry, or `NIL` for an empty entry. The used entries come first.
     slots: [u32; BUCKET_SLOTS],
 }
 
@@ -289,22 +292,60 @@ pub const MAX_BLOCKS_PER_CHUNK: u32 = END - 1;
 const NIL: u32 = u32::MAX;
 /// Block entry flag: the block is allocated; the low 31 bits hold `units - 1`.
 const ALLOCATED: u32 = 1 << 31;
-/// Block entry of a free block with no successor in its chunk's free list.
+/// Block entry of the free block at the bottom of the free stack, and `free_head` of an empty
+/// stack. Block indices stay below it, so a list holds at most `END` blocks.
 const END: u32 = ALLOCATED - 1;
 /// The `start` of a vacant chunk slot.
 const VACANT: u64 = u64::MAX;
 /// A vacant chunk slot.
 const VACANT_CHUNK: ChunkMeta = ChunkMeta {
     start: VACANT,
-    free_head: END,
-    free_count: 0,
-    prev: NIL,
+    free: 0,
     next: NIL,
 };
 /// Multiplier of the lookup table's hash (2^64 / golden ratio).
 const HASH_MUL: u64 = 0x9E37_79B9_7F4A_7C15;
-/// A block size that is not a power of two: divide instead of shifting.
+/// A block size that is not a power of two: divide (by a multiplication) instead of shifting.
 const NO_SHIFT: u32 = u32::MAX;
+
+/// `(m, s)` such that `n / d == (n * m) >> s` for every `n < 2^31`: the chunk slot of a block
+/// index, with no division.
+///
+/// Granlund and Montgomery's bound: with `l = ceil(log2 d)`, `s = 31 + l` and
+/// `m = ceil(2^s / d)`, the error `e = m d - 2^s` is below `d <= 2^l`; writing `n = q d + r`,
+/// `n m / 2^s = q + (r + n e / 2^s) / d` and `n e / 2^s < 2^31 2^l / 2^(31 + l) = 1`, so the
+/// fraction stays below `(r + 1) / d <= 1` and the floor is `q`. `m < 2^32 + 1`, so `n m`
+/// fits in 64 bits.
+const fn index_divider(d: u32) -> (u64, u32) {
+    let l = u32::BITS - (d - 1).leading_zeros();
+    let s = 31 + l;
+    ((1u64 << s).div_ceil(d as u64), s)
+}
+
+/// `(m, s)` such that `n / d == (n * m) >> s` (in 128 bits) for every `n < 2^62` and
+/// `1 <= d <= 2^39`: the block of an offset in a chunk (chunks are at most 2^62 bytes), with
+/// no division. The bound of [`index_divider`] with 62 for 31; `m <= 2^63` and `s <= 101`.
+const fn offset_divider(d: u64) -> (u64, u32) {
+    let l = u64::BITS - (d - 1).leading_zeros();
+    let s = 62 + l;
+    ((1u128 << s).div_ceil(d as u128) as u64, s)
+}
+
+/// `size` in 256-byte units, rounded up (`size.div_ceil(256)` for `size <= u64::MAX - 255`,
+/// in two instructions).
+#[inline(always)]
+pub(super) const fn units_of(size: u64) -> u64 {
+    (size + (DEFAULT_ALIGNMENT - 1)) >> DEFAULT_ALIGNMENT.trailing_zeros()
+}
+
+/// The largest power of two `<= n`, or 0.
+const fn prev_power_of_two(n: usize) -> usize {
+    if n == 0 {
+        0
+    } else {
+        1 << (usize::BITS - 1 - n.leading_zeros())
+    }
+}
 
 /// The shape of a fixed-size list: the block size and how many blocks one chunk holds.
 ///
@@ -432,19 +473,15 @@ impl Default for FixedConfig {
 /// waits to be reused, linked through `next`.
 ///
 /// ```
-/// assert_eq!(core::mem::size_of::<strata_core::algo::ChunkMeta>(), 24);
+/// assert_eq!(core::mem::size_of::<strata_core::algo::ChunkMeta>(), 16);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChunkMeta {
     /// First address of the chunk, or `VACANT`.
     start: u64,
-    /// Local index of the first free block, or `END`.
-    free_head: u32,
-    /// Free blocks in the chunk, `0..=blocks_per_chunk`.
-    free_count: u32,
-    /// Previous chunk in the open list, or `NIL`.
-    prev: u32,
-    /// Next chunk in the open list (or, when vacant, in the vacant list), or `NIL`.
+    /// Scratch of [`FixedBlocks::trim`]: the chunk's free blocks, counted there.
+    free: u32,
+    /// Next slot in the vacant list (when vacant), or `NIL`.
     next: u32,
 }
 
@@ -508,22 +545,25 @@ impl FixedStats {
 /// # Structure and invariants
 ///
 /// - Chunk slot `c` owns block entries `c × bpc .. (c + 1) × bpc` of the block vector
-///   (`bpc` = blocks per chunk). An entry is either `ALLOCATED | (units - 1)` (a live block and
-///   its request size in 256-byte units) or the local index of the next free block of the same
-///   chunk (`END` for the last). Each chunk's free list links exactly its `free_count` free
-///   blocks.
-/// - The *open list* (doubly linked through the chunk records) holds exactly the chunks with a
-///   free block, partially free chunks first, wholly free chunks last. Allocation takes from
-///   the head, so partially used chunks fill up and wholly free ones stay free for
-///   [`trim`](Self::trim), which takes them from the tail.
+///   (`bpc` = blocks per chunk); a block's *index* is the position of its entry. An entry is
+///   either `ALLOCATED | (units - 1)` (a live block and its request size in 256-byte units) or
+///   the index of the next free block (`END` for the last).
+/// - The free blocks of all chunks form one stack (LIFO), linked through their entries from
+///   `free_head`: a free pushes the block, an allocation pops the block freed last, whose entry
+///   (and memory) is the most likely to be in cache. The stack links exactly the free blocks
+///   of the live chunks, each once.
 /// - The lookup table maps an address to its chunk in O(1): with `G` the smallest power of two
 ///   `>= chunk_bytes`, each chunk is entered under the (at most two) `G`-granules it touches;
 ///   buckets of [`BUCKET_SLOTS`] (chunk start, chunk slot) entries are probed linearly from
-///   the granule's hash. There are at least as many buckets as live chunks, so the table is
-///   at most half full, and a lookup almost always reads one bucket: one cache line.
+///   the granule's hash. There are a power of two of buckets and fewer than two chunks per
+///   bucket (at least as many buckets as chunks with growable metadata), so a bucket always
+///   has an empty entry to stop at and a lookup almost always reads one bucket: one cache line.
 ///
-/// Allocation is O(1) (plus one upstream call when a new chunk is needed); free is O(1);
-/// growing is O(`bpc`), plus O(chunks) when the table is rebuilt; `trim` is O(chunks).
+/// Allocation is O(1) (plus one upstream call when no block is free); free is O(1); growing is
+/// O(`bpc`), plus O(chunks) when the table is rebuilt; [`trim`](Self::trim) is O(free blocks +
+/// chunks). A block's chunk slot comes from its index by a multiplication, and its place in
+/// the chunk from its offset by a shift (a multiplication for block sizes that are not a
+/// power of two): no division on the hot paths.
 ///
 /// ```
 /// use strata_core::algo::{FixedBlocks, FixedConfig, Heap};
@@ -540,17 +580,27 @@ impl FixedStats {
 /// # Ok::<(), Error>(())
 /// ```
 pub struct FixedBlocks<M: MetaStorage> {
-    config: FixedConfig,
+    /// Index of the block freed last (the top of the free stack), or `END`.
+    free_head: u32,
     /// `log2(block_size)` when it is a power of two, else `NO_SHIFT`.
     block_shift: u32,
     /// `log2` of the smallest power of two `>= chunk_bytes` (the lookup granule).
     granule_shift: u32,
+    /// `63 - log2(buckets)`: granule `g` hashes to bucket `(g × HASH_MUL) >> 1 >> bucket_shift`.
+    bucket_shift: u32,
+    /// The chunk slot of block index `i` is `(i × slot_mul) >> slot_shift` ([`index_divider`]).
+    slot_mul: u64,
+    slot_shift: u32,
+    /// For block sizes that are not a power of two: block `(o × offset_mul) >> offset_shift`
+    /// (128-bit product) of a chunk holds offset `o` ([`offset_divider`]).
+    offset_shift: u32,
+    offset_mul: u64,
+    /// `block_size × blocks_per_chunk`.
+    chunk_bytes: u64,
+    config: FixedConfig,
     blocks: M::Blocks,
     chunks: M::Chunks,
     buckets: M::Buckets,
-    /// Head and tail of the open list, or `NIL`.
-    open_head: u32,
-    open_tail: u32,
     /// Head of the list of vacant chunk slots, or `NIL`.
     vacant_head: u32,
     live_chunks: u32,
@@ -583,19 +633,26 @@ impl<M: MetaStorage> FixedBlocks<M> {
     /// ```
     pub const fn new(config: FixedConfig) -> Self {
         let block_size = config.block_size;
+        let (slot_mul, slot_shift) = index_divider(config.blocks_per_chunk);
+        let (offset_mul, offset_shift) = offset_divider(block_size);
         FixedBlocks {
-            config,
+            free_head: END,
             block_shift: if block_size.is_power_of_two() {
                 block_size.trailing_zeros()
             } else {
                 NO_SHIFT
             },
             granule_shift: config.chunk_bytes().next_power_of_two().trailing_zeros(),
+            bucket_shift: 63,
+            slot_mul,
+            slot_shift,
+            offset_shift,
+            offset_mul,
+            chunk_bytes: config.chunk_bytes(),
+            config,
             blocks: M::Blocks::EMPTY,
             chunks: M::Chunks::EMPTY,
             buckets: M::Buckets::EMPTY,
-            open_head: NIL,
-            open_tail: NIL,
             vacant_head: NIL,
             live_chunks: 0,
             live_blocks: 0,
@@ -617,30 +674,42 @@ impl<M: MetaStorage> FixedBlocks<M> {
     }
 
     /// Checks a request and returns its size in 256-byte units.
-    #[inline]
+    #[inline(always)]
     fn request_units(&self, size: u64, align: u64) -> Result<u32, Error> {
+        // One test for the usual request: 1 <= size <= block_size, align a power of two <= 256.
+        let size_ok = size.wrapping_sub(1) < self.config.block_size;
+        let align_ok = align.wrapping_sub(1) < DEFAULT_ALIGNMENT && align & (align - 1) == 0;
+        if size_ok & align_ok {
+            // size <= block_size <= 2^39: no overflow, and at most 2^31 units.
+            Ok(units_of(size) as u32)
+        } else {
+            Err(self.request_error(size, align))
+        }
+    }
+
+    /// The error of a request that [`request_units`](Self::request_units) turned down.
+    #[cold]
+    #[inline(never)]
+    fn request_error(&self, size: u64, align: u64) -> Error {
         if size == 0 {
-            return Err(Error::ZeroSize);
-        }
-        check_alignment(align)?;
-        if align > DEFAULT_ALIGNMENT {
-            return Err(Error::InvalidAlignment { align });
-        }
-        if size > self.config.block_size {
-            return Err(Error::TooLarge {
+            Error::ZeroSize
+        } else if !align.is_power_of_two() || align > DEFAULT_ALIGNMENT {
+            Error::InvalidAlignment { align }
+        } else {
+            debug_assert!(size > self.config.block_size);
+            Error::TooLarge {
                 requested: size,
                 max: self.config.block_size,
-            });
+            }
         }
-        // size <= block_size <= 2^39, so this neither overflows nor exceeds 2^31 units.
-        Ok(size.div_ceil(DEFAULT_ALIGNMENT) as u32)
     }
 
     /// Allocates one block for a request of `size` bytes aligned to `align`, taking a new chunk
     /// from `upstream` when no block is free.
     ///
     /// Returns `size` rounded up to 256 bytes at the block's address (the block itself is
-    /// [`FixedConfig::block_size`] bytes). Always pass the same upstream to one list.
+    /// [`FixedConfig::block_size`] bytes). The block freed last is handed out first. Always
+    /// pass the same upstream to one list.
     ///
     /// # Errors
     ///
@@ -661,6 +730,8 @@ impl<M: MetaStorage> FixedBlocks<M> {
     /// let a = list.allocate(&mut up, 200, 64)?;
     /// assert_eq!((a.len, a.start % 256), (256, 0));
     /// assert_eq!(list.allocate(&mut up, 257, 256), Err(Error::TooLarge { requested: 257, max: 256 }));
+    /// list.deallocate(a.start, 200)?;
+    /// assert_eq!(list.allocate(&mut up, 256, 256)?.start, a.start); // freed last, out first
     /// # Ok::<(), Error>(())
     /// ```
     #[inline]
@@ -671,10 +742,26 @@ impl<M: MetaStorage> FixedBlocks<M> {
         align: u64,
     ) -> Result<Range, Error> {
         let units = self.request_units(size, align)?;
-        if self.open_head == NIL {
+        if self.free_head == END {
             self.grow(upstream)?;
         }
         Ok(self.take_block(units))
+    }
+
+    /// [`allocate`](Self::allocate) for a request already checked by the caller (binning):
+    /// `1 <= size <= block_size` and an alignment of at most 256.
+    #[inline(always)]
+    pub(super) fn allocate_fitting<U: Upstream + ?Sized>(
+        &mut self,
+        upstream: &mut U,
+        size: u64,
+    ) -> Result<Range, Error> {
+        debug_assert!(size >= 1 && size <= self.config.block_size);
+        if self.free_head == END {
+            self.grow(upstream)?;
+        }
+        // size <= block_size <= 2^39: no overflow, and at most 2^31 units.
+        Ok(self.take_block(units_of(size) as u32))
     }
 
     /// Allocates a block if one is free, without calling an upstream.
@@ -695,47 +782,39 @@ impl<M: MetaStorage> FixedBlocks<M> {
     #[inline]
     pub fn try_allocate(&mut self, size: u64, align: u64) -> Result<Option<Range>, Error> {
         let units = self.request_units(size, align)?;
-        if self.open_head == NIL {
+        if self.free_head == END {
             return Ok(None);
         }
         Ok(Some(self.take_block(units)))
     }
 
-    /// Takes the first free block of the head of the open list. The list must not be empty.
-    #[inline]
+    /// The chunk slot of block index `index` (a multiplication, see [`index_divider`]).
+    #[inline(always)]
+    fn slot_of(&self, index: u32) -> u32 {
+        ((u64::from(index) * self.slot_mul) >> self.slot_shift) as u32
+    }
+
+    /// Pops the top of the free stack for a request of `units`. The stack must not be empty.
+    #[inline(always)]
     fn take_block(&mut self, units: u32) -> Range {
-        debug_assert!(self.open_head != NIL);
+        let index = self.free_head;
+        debug_assert!(index != END, "take_block on an empty free stack");
         debug_assert!(units >= 1 && u64::from(units) * DEFAULT_ALIGNMENT <= self.config.block_size);
-        let c = self.open_head;
-        let bpc = self.config.blocks_per_chunk;
-        let chunk = &mut self.chunks.as_mut_slice()[c as usize];
-        let local = chunk.free_head;
-        debug_assert!(local < bpc && chunk.free_count > 0);
-        let entry = &mut self.blocks.as_mut_slice()[c as usize * bpc as usize + local as usize];
+        let entry = &mut self.blocks.as_mut_slice()[index as usize];
         debug_assert!(
             *entry & ALLOCATED == 0,
-            "free list links an allocated block"
+            "free stack links an allocated block"
         );
-        chunk.free_head = *entry;
+        self.free_head = *entry;
         *entry = ALLOCATED | (units - 1);
-        chunk.free_count -= 1;
-        let (chunk_start, now_full) = (chunk.start, chunk.free_count == 0);
-        let start = chunk_start + self.block_offset(local);
-        if now_full {
-            self.unlink(c);
-        }
+        let slot = self.slot_of(index);
+        debug_assert_eq!(slot, index / self.config.blocks_per_chunk);
+        let local = index - slot * self.config.blocks_per_chunk;
+        let start =
+            self.chunks.as_slice()[slot as usize].start + u64::from(local) * self.config.block_size;
         self.live_blocks += 1;
         self.live_units += u64::from(units);
         Range::new(start, u64::from(units) * DEFAULT_ALIGNMENT)
-    }
-
-    #[inline]
-    fn block_offset(&self, local: u32) -> u64 {
-        if self.block_shift != NO_SHIFT {
-            u64::from(local) << self.block_shift
-        } else {
-            u64::from(local) * self.config.block_size
-        }
     }
 
     /// Frees the block at `addr`, allocated for a request of `size` bytes.
@@ -768,27 +847,33 @@ impl<M: MetaStorage> FixedBlocks<M> {
     /// ```
     #[inline(always)]
     pub fn deallocate(&mut self, addr: u64, size: u64) -> Result<(), Error> {
-        let (c, chunk_start) = self.find_chunk(addr).ok_or(Error::NotAllocated { addr })?;
-        let bpc = self.config.blocks_per_chunk;
+        let Some((slot, chunk_start)) = self.find_chunk(addr) else {
+            return Err(Error::NotAllocated { addr });
+        };
         let offset = addr - chunk_start;
+        debug_assert!(offset < self.chunk_bytes);
         let local = if self.block_shift != NO_SHIFT {
             if offset & (self.config.block_size - 1) != 0 {
                 return Err(Error::NotAllocated { addr });
             }
-            (offset >> self.block_shift) as u32
+            offset >> self.block_shift
         } else {
-            if !offset.is_multiple_of(self.config.block_size) {
+            // offset < 2^62: see offset_divider.
+            let q =
+                ((u128::from(offset) * u128::from(self.offset_mul)) >> self.offset_shift) as u64;
+            debug_assert_eq!(q, offset / self.config.block_size);
+            if q * self.config.block_size != offset {
                 return Err(Error::NotAllocated { addr });
             }
-            (offset / self.config.block_size) as u32
+            q
         };
-        debug_assert!(local < bpc);
-        let index = c as usize * bpc as usize + local as usize;
-        let entry = self.blocks.as_slice()[index];
-        if entry & ALLOCATED == 0 {
+        debug_assert!(local < u64::from(self.config.blocks_per_chunk));
+        let index = slot as usize * self.config.blocks_per_chunk as usize + local as usize;
+        let entry = &mut self.blocks.as_mut_slice()[index];
+        if *entry & ALLOCATED == 0 {
             return Err(Error::DoubleFree { addr });
         }
-        let units = (entry & !ALLOCATED) + 1;
+        let units = (*entry & !ALLOCATED) + 1;
         if size.div_ceil(DEFAULT_ALIGNMENT) != u64::from(units) {
             return Err(Error::SizeMismatch {
                 addr,
@@ -796,23 +881,9 @@ impl<M: MetaStorage> FixedBlocks<M> {
                 given: size,
             });
         }
-        // Validated: commit.
-        let chunk = &mut self.chunks.as_mut_slice()[c as usize];
-        self.blocks.as_mut_slice()[index] = chunk.free_head;
-        chunk.free_head = local;
-        chunk.free_count += 1;
-        let free_count = chunk.free_count;
-        debug_assert!(free_count <= bpc);
-        if free_count == bpc {
-            // Wholly free: to the tail, where trim looks.
-            if free_count > 1 {
-                self.unlink(c);
-            }
-            self.push_tail(c);
-        } else if free_count == 1 {
-            // Was full, now partially free: to the head, where allocation looks.
-            self.push_head(c);
-        }
+        // Validated: push the block on the free stack.
+        *entry = self.free_head;
+        self.free_head = index as u32;
         self.live_blocks -= 1;
         self.live_units -= u64::from(units);
         Ok(())
@@ -834,6 +905,12 @@ impl<M: MetaStorage> FixedBlocks<M> {
         self.find_chunk(addr).is_some()
     }
 
+    /// The bucket of `granule`: a multiplicative hash, its top bits.
+    #[inline(always)]
+    fn bucket_of(&self, granule: u64) -> usize {
+        ((granule.wrapping_mul(HASH_MUL) >> 1) >> self.bucket_shift) as usize
+    }
+
     /// The chunk slot and start of the chunk that contains `addr`.
     #[inline(always)]
     fn find_chunk(&self, addr: u64) -> Option<(u32, u64)> {
@@ -842,36 +919,35 @@ impl<M: MetaStorage> FixedBlocks<M> {
         if n == 0 {
             return None;
         }
-        let chunk_bytes = self.config.chunk_bytes();
-        let mut b = bucket_index(addr >> self.granule_shift, n);
-        // The table is at most half full, so probing ends at a bucket with an empty entry; the
-        // bound only guards against a broken invariant.
-        for _ in 0..n {
-            let bucket = &buckets[b];
-            // Bit j: entry j is used / entry j's chunk contains `addr` (computed without
-            // branches; the chunk start of an empty entry is ignored).
-            let (mut used, mut hit) = (0u32, 0u32);
+        debug_assert!(n.is_power_of_two() && n == 1 << (63 - self.bucket_shift));
+        let chunk_bytes = self.chunk_bytes;
+        let first = self.bucket_of(addr >> self.granule_shift);
+        // A bucket with an empty entry ends the probe, and there always is one (fewer than two
+        // chunks per bucket, at most two entries per chunk); the bound only guards against a
+        // broken invariant.
+        for b in (first..).take(n) {
+            let bucket = &buckets[b & (n - 1)];
+            // Bit j: entry j's chunk contains `addr`. An empty entry (start 0) may match too,
+            // but only after every used one: the first match decides.
+            let mut hit = 0u32;
             for j in 0..BUCKET_SLOTS {
-                used |= u32::from(bucket.slots[j] != NIL) << j;
                 hit |= u32::from(addr.wrapping_sub(bucket.starts[j]) < chunk_bytes) << j;
             }
-            hit &= used;
             if hit != 0 {
-                let j = hit.trailing_zeros() as usize;
-                return Some((bucket.slots[j], bucket.starts[j]));
+                let j = hit.trailing_zeros() as usize & (BUCKET_SLOTS - 1);
+                let slot = bucket.slots[j];
+                return (slot != NIL).then_some((slot, bucket.starts[j]));
             }
-            if used != (1 << BUCKET_SLOTS) - 1 {
+            if bucket.slots[BUCKET_SLOTS - 1] == NIL {
                 return None;
             }
-            b = if b + 1 == n { 0 } else { b + 1 };
         }
         debug_assert!(false, "fixed list lookup table is full");
         None
     }
 
-    /// Takes one chunk from `upstream` and adds its blocks to the free blocks (at the tail of
-    /// the open list). Returns the chunk's range. Use it to preallocate (RMM preallocates one
-    /// chunk at construction).
+    /// Takes one chunk from `upstream` and pushes its blocks on the free stack. Returns the
+    /// chunk's range. Use it to preallocate (RMM preallocates one chunk at construction).
     ///
     /// # Errors
     ///
@@ -890,6 +966,8 @@ impl<M: MetaStorage> FixedBlocks<M> {
     /// assert_eq!(up.in_use(), 2048);
     /// # Ok::<(), Error>(())
     /// ```
+    #[cold]
+    #[inline(never)]
     pub fn grow<U: Upstream + ?Sized>(&mut self, upstream: &mut U) -> Result<Range, Error> {
         let bpc = self.config.blocks_per_chunk as usize;
         // 1. Room for the metadata, checked before anything changes.
@@ -905,31 +983,17 @@ impl<M: MetaStorage> FixedBlocks<M> {
                     capacity: self.blocks.limit().unwrap_or(usize::MAX),
                 });
             }
-            if self.chunks.len() >= NIL as usize {
+            // Slots stay below NIL, block indices below END.
+            if self.chunks.len() >= NIL as usize || self.blocks.len() + bpc > END as usize {
                 return Err(Error::MetadataExhausted {
-                    capacity: NIL as usize,
+                    capacity: END as usize,
                 });
             }
         }
-        let buckets_needed = self.live_chunks as usize + 1;
-        let rebuild_to = if self.buckets.len() >= buckets_needed {
-            None
-        } else {
-            let target = match self.buckets.limit() {
-                Some(limit) => limit,
-                None => buckets_needed.next_power_of_two().max(4),
-            };
-            if target < buckets_needed || self.buckets.spare() < target - self.buckets.len() {
-                return Err(Error::MetadataExhausted {
-                    capacity: self.buckets.limit().unwrap_or(usize::MAX),
-                });
-            }
-            Some(target)
-        };
+        let rebuild_to = self.table_size_for(self.live_chunks as usize + 1)?;
         // 2. The chunk.
-        let chunk_bytes = self.config.chunk_bytes();
-        let range = upstream.allocate(chunk_bytes, DEFAULT_ALIGNMENT)?;
-        debug_assert_eq!(range.len, chunk_bytes);
+        let range = upstream.allocate(self.chunk_bytes, DEFAULT_ALIGNMENT)?;
+        debug_assert_eq!(range.len, self.chunk_bytes);
         // 3. Commit; nothing below can fail.
         let c = if new_slot {
             let c = self.chunks.len();
@@ -942,18 +1006,23 @@ impl<M: MetaStorage> FixedBlocks<M> {
             self.vacant_head = self.chunks.as_slice()[c as usize].next;
             c
         };
+        // The chunk's blocks, first to last, on top of the free stack.
         let first = c as usize * bpc;
+        let below = self.free_head;
         for (i, entry) in self.blocks.as_mut_slice()[first..first + bpc]
             .iter_mut()
             .enumerate()
         {
-            *entry = if i + 1 < bpc { (i + 1) as u32 } else { END };
+            *entry = if i + 1 < bpc {
+                (first + i + 1) as u32
+            } else {
+                below
+            };
         }
+        self.free_head = first as u32;
         self.chunks.as_mut_slice()[c as usize] = ChunkMeta {
             start: range.start,
-            free_head: 0,
-            free_count: bpc as u32,
-            prev: NIL,
+            free: 0,
             next: NIL,
         };
         self.live_chunks += 1;
@@ -961,11 +1030,33 @@ impl<M: MetaStorage> FixedBlocks<M> {
             Some(n) => self.rebuild_table(n),
             None => self.table_insert(c),
         }
-        self.push_tail(c);
         Ok(range)
     }
 
+    /// The number of buckets to rebuild the table with so that it holds `chunks` chunks, or
+    /// `None` when the current table does: a power of two, at least `chunks` (and 4) when the
+    /// store can grow, else the largest power of two the store holds. Fewer than two chunks
+    /// per bucket are needed so that every probe ends.
+    fn table_size_for(&self, chunks: usize) -> Result<Option<usize>, Error> {
+        let mut n = chunks.next_power_of_two().max(4);
+        if let Some(limit) = self.buckets.limit() {
+            n = n.min(prev_power_of_two(limit));
+        }
+        if n <= self.buckets.len() {
+            return Ok(None);
+        }
+        if 2 * n <= chunks || self.buckets.spare() < n - self.buckets.len() {
+            return Err(Error::MetadataExhausted {
+                capacity: self.buckets.limit().unwrap_or(usize::MAX),
+            });
+        }
+        Ok(Some(n))
+    }
+
     /// Gives every wholly free chunk back to `upstream`; returns the bytes given back.
+    ///
+    /// The free blocks are counted per chunk (a walk down the free stack), the wholly free
+    /// chunks go back in slot order, and their blocks leave the stack: O(free blocks + chunks).
     ///
     /// # Errors
     ///
@@ -988,30 +1079,51 @@ impl<M: MetaStorage> FixedBlocks<M> {
     /// ```
     pub fn trim<U: Upstream + ?Sized>(&mut self, upstream: &mut U) -> Result<u64, Error> {
         let bpc = self.config.blocks_per_chunk;
-        let chunk_bytes = self.config.chunk_bytes();
+        // 1. Count the free blocks of every chunk.
+        for chunk in self.chunks.as_mut_slice() {
+            chunk.free = 0;
+        }
+        let mut at = self.free_head;
+        while at != END {
+            let slot = self.slot_of(at) as usize;
+            self.chunks.as_mut_slice()[slot].free += 1;
+            at = self.blocks.as_slice()[at as usize];
+        }
+        // 2. Give the wholly free ones back.
         let mut released = 0;
         let mut result = Ok(());
-        while self.open_tail != NIL {
-            let c = self.open_tail;
-            let chunk = self.chunks.as_slice()[c as usize];
-            if chunk.free_count != bpc {
-                break;
+        for c in 0..self.chunks.len() {
+            let chunk = self.chunks.as_slice()[c];
+            if chunk.start == VACANT || chunk.free != bpc {
+                continue;
             }
-            if let Err(e) = upstream.deallocate(Range::new(chunk.start, chunk_bytes)) {
+            if let Err(e) = upstream.deallocate(Range::new(chunk.start, self.chunk_bytes)) {
                 result = Err(e);
                 break;
             }
-            self.unlink(c);
-            let slot = &mut self.chunks.as_mut_slice()[c as usize];
+            let slot = &mut self.chunks.as_mut_slice()[c];
             slot.start = VACANT;
-            slot.free_head = END;
-            slot.free_count = 0;
             slot.next = self.vacant_head;
-            self.vacant_head = c;
+            self.vacant_head = c as u32;
             self.live_chunks -= 1;
-            released += chunk_bytes;
+            released += self.chunk_bytes;
         }
+        // 3. Their blocks leave the free stack; the table forgets them.
         if released > 0 {
+            let (mut prev, mut at) = (END, self.free_head);
+            while at != END {
+                let next = self.blocks.as_slice()[at as usize];
+                if self.chunks.as_slice()[self.slot_of(at) as usize].start == VACANT {
+                    if prev == END {
+                        self.free_head = next;
+                    } else {
+                        self.blocks.as_mut_slice()[prev as usize] = next;
+                    }
+                } else {
+                    prev = at;
+                }
+                at = next;
+            }
             let n = self.buckets.len();
             self.rebuild_table(n);
         }
@@ -1044,8 +1156,8 @@ impl<M: MetaStorage> FixedBlocks<M> {
         let _ = self.blocks.resize(0, END);
         let _ = self.chunks.resize(0, VACANT_CHUNK);
         let _ = self.buckets.resize(0, EMPTY_BUCKET);
-        self.open_head = NIL;
-        self.open_tail = NIL;
+        self.free_head = END;
+        self.bucket_shift = 63;
         self.vacant_head = NIL;
         self.live_chunks = 0;
         self.live_blocks = 0;
@@ -1066,7 +1178,7 @@ impl<M: MetaStorage> FixedBlocks<M> {
         FixedStats {
             block_size: self.config.block_size,
             chunks: u64::from(self.live_chunks),
-            upstream_bytes: u64::from(self.live_chunks) * self.config.chunk_bytes(),
+            upstream_bytes: u64::from(self.live_chunks) * self.chunk_bytes,
             live_blocks: self.live_blocks,
             free_blocks: blocks_held - self.live_blocks,
             requested_bytes: self.live_units * DEFAULT_ALIGNMENT,
@@ -1081,9 +1193,11 @@ impl<M: MetaStorage> FixedBlocks<M> {
     /// use strata_core::algo::{FixedBlocks, FixedConfig, Heap};
     /// let mut up = strata_core::SimUpstream::new(1 << 30);
     /// let mut list = FixedBlocks::<Heap>::new(FixedConfig::new(256, 128)?);
-    /// list.grow(&mut up)?;
-    /// let per_block = list.metadata_bytes() as f64 / 128.0;
-    /// assert!(per_block < 8.0, "{per_block}"); // 4 B per block + the chunk and table share
+    /// for _ in 0..8 {
+    ///     list.grow(&mut up)?;
+    /// }
+    /// let per_block = list.metadata_bytes() as f64 / (8.0 * 128.0);
+    /// assert!(per_block < 5.0, "{per_block}"); // 4 B per block + the chunk and table share
     /// # Ok::<(), strata_core::Error>(())
     /// ```
     pub fn metadata_bytes(&self) -> usize {
@@ -1104,7 +1218,7 @@ impl<M: MetaStorage> FixedBlocks<M> {
     /// # Ok::<(), strata_core::Error>(())
     /// ```
     pub fn chunks(&self) -> impl Iterator<Item = Range> + '_ {
-        let chunk_bytes = self.config.chunk_bytes();
+        let chunk_bytes = self.chunk_bytes;
         self.chunks
             .as_slice()
             .iter()
@@ -1130,7 +1244,7 @@ impl<M: MetaStorage> FixedBlocks<M> {
         let bpc = self.config.blocks_per_chunk;
         let chunks = self.chunks.as_slice();
         let blocks = self.blocks.as_slice();
-        if blocks.len() != chunks.len() * bpc as usize {
+        if blocks.len() != chunks.len() * bpc as usize || blocks.len() > END as usize {
             return Err("block entries do not match chunk slots");
         }
         let (mut live_chunks, mut live_blocks, mut live_units) = (0u32, 0u64, 0u64);
@@ -1141,25 +1255,13 @@ impl<M: MetaStorage> FixedBlocks<M> {
             live_chunks += 1;
             let found = Some((c as u32, chunk.start));
             if self.find_chunk(chunk.start) != found
-                || self.find_chunk(chunk.start + self.config.chunk_bytes() - 1) != found
+                || self.find_chunk(chunk.start + self.chunk_bytes - 1) != found
             {
                 return Err("lookup table does not find a chunk");
             }
-            let entries = &blocks[c * bpc as usize..(c + 1) * bpc as usize];
-            let mut at = chunk.free_head;
-            for _ in 0..chunk.free_count {
-                if at >= bpc || entries[at as usize] & ALLOCATED != 0 {
-                    return Err("free list links a bad entry");
-                }
-                at = entries[at as usize];
-            }
-            if at != END {
-                return Err("free list longer than free_count, or cyclic");
-            }
-            let mut allocated = 0;
-            for &e in entries {
+            for &e in &blocks[c * bpc as usize..(c + 1) * bpc as usize] {
                 if e & ALLOCATED != 0 {
-                    allocated += 1;
+                    live_blocks += 1;
                     live_units += u64::from((e & !ALLOCATED) + 1);
                     if u64::from((e & !ALLOCATED) + 1) * DEFAULT_ALIGNMENT > self.config.block_size
                     {
@@ -1167,47 +1269,64 @@ impl<M: MetaStorage> FixedBlocks<M> {
                     }
                 }
             }
-            if allocated + chunk.free_count != bpc {
-                return Err("free_count does not match the entries");
-            }
-            live_blocks += u64::from(allocated);
         }
         if (live_chunks, live_blocks, live_units)
             != (self.live_chunks, self.live_blocks, self.live_units)
         {
             return Err("counters do not match the entries");
         }
-        if self.buckets.len() < live_chunks as usize {
-            return Err("fewer buckets than chunks");
-        }
-        // Open list: exactly the chunks with a free block, partial ones first.
-        let (mut at, mut prev, mut seen, mut wholly_free_seen) = (self.open_head, NIL, 0, false);
-        while at != NIL {
-            if seen > chunks.len() {
-                return Err("open list is cyclic");
+        // The free stack: exactly the free blocks of the live chunks, each once. A walk of
+        // that many steps that visits only free blocks of live chunks and then ends visits
+        // each once (a repeat would be a cycle, which never ends).
+        let free = u64::from(live_chunks) * u64::from(bpc) - live_blocks;
+        let mut at = self.free_head;
+        for _ in 0..free {
+            if at as usize >= blocks.len()
+                || blocks[at as usize] & ALLOCATED != 0
+                || chunks[self.slot_of(at) as usize].start == VACANT
+            {
+                return Err("free stack links a bad entry");
             }
-            let chunk = chunks[at as usize];
-            if chunk.start == VACANT || chunk.free_count == 0 || chunk.prev != prev {
-                return Err("open list links a bad chunk");
-            }
-            if chunk.free_count == bpc {
-                wholly_free_seen = true;
-            } else if wholly_free_seen {
-                return Err("a partially free chunk after a wholly free one");
-            }
-            seen += 1;
-            prev = at;
-            at = chunk.next;
+            at = blocks[at as usize];
         }
-        if prev != self.open_tail {
-            return Err("open list tail is wrong");
+        if at != END {
+            return Err("free stack longer than the free blocks, or cyclic");
         }
-        let with_free = chunks
-            .iter()
-            .filter(|c| c.start != VACANT && c.free_count > 0)
-            .count();
-        if seen != with_free {
-            return Err("open list misses a chunk with free blocks");
+        // The table: a power of two of buckets, fewer than two chunks per bucket, and only
+        // live chunks in it, each under every granule it touches (checked above) and nowhere
+        // else.
+        let n = self.buckets.len();
+        if live_chunks > 0 && (!n.is_power_of_two() || n != 1 << (63 - self.bucket_shift)) {
+            return Err("lookup table size is not the power of two it hashes to");
+        }
+        if live_chunks > 0 && 2 * n <= live_chunks as usize {
+            return Err("lookup table too small for its chunks");
+        }
+        let mut entries = 0;
+        for bucket in self.buckets.as_slice() {
+            let used = bucket.slots.iter().take_while(|&&s| s != NIL).count();
+            if bucket.slots[used..].iter().any(|&s| s != NIL)
+                || bucket.starts[used..].iter().any(|&s| s != 0)
+            {
+                return Err("lookup bucket has a used entry after an empty one");
+            }
+            for j in 0..used {
+                let (s, start) = (bucket.slots[j] as usize, bucket.starts[j]);
+                if s >= chunks.len() || chunks[s].start != start {
+                    return Err("lookup table holds a chunk that is not live");
+                }
+            }
+            entries += used;
+        }
+        let granules = |start: u64| {
+            1 + usize::from(
+                start >> self.granule_shift
+                    != (start + (self.chunk_bytes - 1)) >> self.granule_shift,
+            )
+        };
+        let expected: usize = self.chunks().map(|r| granules(r.start)).sum();
+        if entries != expected {
+            return Err("lookup table holds stale entries");
         }
         let (mut at, mut vacant) = (self.vacant_head, 0);
         while at != NIL {
@@ -1223,84 +1342,39 @@ impl<M: MetaStorage> FixedBlocks<M> {
         Ok(())
     }
 
-    fn push_head(&mut self, c: u32) {
-        let old = self.open_head;
-        let chunks = self.chunks.as_mut_slice();
-        chunks[c as usize].prev = NIL;
-        chunks[c as usize].next = old;
-        if old == NIL {
-            self.open_tail = c;
-        } else {
-            chunks[old as usize].prev = c;
-        }
-        self.open_head = c;
-    }
-
-    fn push_tail(&mut self, c: u32) {
-        let old = self.open_tail;
-        let chunks = self.chunks.as_mut_slice();
-        chunks[c as usize].next = NIL;
-        chunks[c as usize].prev = old;
-        if old == NIL {
-            self.open_head = c;
-        } else {
-            chunks[old as usize].next = c;
-        }
-        self.open_tail = c;
-    }
-
-    fn unlink(&mut self, c: u32) {
-        let chunks = self.chunks.as_mut_slice();
-        let ChunkMeta { prev, next, .. } = chunks[c as usize];
-        if prev == NIL {
-            debug_assert_eq!(self.open_head, c);
-            self.open_head = next;
-        } else {
-            chunks[prev as usize].next = next;
-        }
-        if next == NIL {
-            debug_assert_eq!(self.open_tail, c);
-            self.open_tail = prev;
-        } else {
-            chunks[next as usize].prev = prev;
-        }
-        chunks[c as usize].prev = NIL;
-        chunks[c as usize].next = NIL;
-    }
-
     /// Enters live chunk `c` under the granules it touches. The table must have room.
     fn table_insert(&mut self, c: u32) {
         let start = self.chunks.as_slice()[c as usize].start;
         let first = start >> self.granule_shift;
-        let last = (start + (self.config.chunk_bytes() - 1)) >> self.granule_shift;
+        let last = (start + (self.chunk_bytes - 1)) >> self.granule_shift;
         debug_assert!(last - first <= 1, "a chunk touches at most two granules");
-        self.table_put(first, c);
+        self.table_put(first, c, start);
         if last != first {
-            self.table_put(last, c);
+            self.table_put(last, c, start);
         }
     }
 
-    fn table_put(&mut self, granule: u64, c: u32) {
-        let start = self.chunks.as_slice()[c as usize].start;
+    fn table_put(&mut self, granule: u64, c: u32, start: u64) {
+        let first = self.bucket_of(granule);
         let buckets = self.buckets.as_mut_slice();
         let n = buckets.len();
-        let mut b = bucket_index(granule, n);
-        for _ in 0..n {
-            let bucket = &mut buckets[b];
+        for b in (first..).take(n) {
+            let bucket = &mut buckets[b & (n - 1)];
             if let Some(j) = bucket.slots.iter().position(|&s| s == NIL) {
                 bucket.slots[j] = c;
                 bucket.starts[j] = start;
                 return;
             }
-            b = if b + 1 == n { 0 } else { b + 1 };
         }
         debug_assert!(false, "fixed list lookup table is full");
     }
 
-    /// Rebuilds the lookup table with `n` buckets (room checked by the caller).
+    /// Rebuilds the lookup table with `n` buckets, a power of two (room checked by the caller).
     fn rebuild_table(&mut self, n: usize) {
+        debug_assert!(n.is_power_of_two());
         let resized = self.buckets.resize(n, EMPTY_BUCKET);
         debug_assert!(resized.is_ok(), "room was checked");
+        self.bucket_shift = 63 - n.trailing_zeros();
         for bucket in self.buckets.as_mut_slice() {
             *bucket = EMPTY_BUCKET;
         }
@@ -1310,13 +1384,6 @@ impl<M: MetaStorage> FixedBlocks<M> {
             }
         }
     }
-}
-
-/// The bucket of `granule` in a table of `n` buckets: a multiplicative hash, mapped onto
-/// `0..n` by its high bits.
-#[inline]
-fn bucket_index(granule: u64, n: usize) -> usize {
-    ((u128::from(granule.wrapping_mul(HASH_MUL)) * n as u128) >> 64) as usize
 }
 
 /// A fixed-size block list that owns its upstream: [`FixedBlocks`] plus the upstream.
@@ -1723,7 +1790,8 @@ mod tests {
             })
         );
         l.audit().unwrap();
-        // Allocation prefers the partial chunk, then reuses a vacant slot.
+        // Allocation takes the one free block left (in the partial chunk), then reuses a
+        // vacant slot.
         let again = l.allocate(&mut up, 256, 256).unwrap();
         assert_eq!(again, blocks[2]);
         l.allocate(&mut up, 256, 256).unwrap();
@@ -1804,7 +1872,7 @@ mod tests {
     }
 
     #[test]
-    fn single_block_chunks_cycle_through_the_open_list() {
+    fn single_block_chunks_go_back_one_by_one() {
         let mut up = SimUpstream::new(1 << 20);
         let mut l = Small::new(FixedConfig::new(256, 1).unwrap());
         let a = l.allocate(&mut up, 256, 256).unwrap();
@@ -1814,6 +1882,140 @@ mod tests {
         l.deallocate(b.start, 256).unwrap();
         l.audit().unwrap();
         assert_eq!(l.trim(&mut up).unwrap(), 512);
+        assert_eq!(up.in_use(), 0);
+        l.audit().unwrap();
+    }
+
+    #[test]
+    fn dividers_match_division() {
+        let mut rng = 0x1234_5678_9abc_def0u64;
+        let mut next = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let mut divisors: alloc::vec::Vec<u32> = (1..=1000).collect();
+        divisors.extend([1 << 20, (1 << 20) + 1, 1 << 30, MAX_BLOCKS_PER_CHUNK, END]);
+        divisors.extend((0..200).map(|_| (next() % u64::from(END)) as u32 + 1));
+        for d in divisors {
+            let (m, s) = index_divider(d);
+            let check = |n: u32| {
+                assert_eq!(((u64::from(n) * m) >> s) as u32, n / d, "{n} / {d}");
+            };
+            for n in [0, 1, d - 1, d, d.saturating_add(1), END - 1, END] {
+                check(n);
+            }
+            for _ in 0..200 {
+                check((next() % (u64::from(END) + 1)) as u32);
+            }
+        }
+        let mut sizes: alloc::vec::Vec<u64> = (1..=64).map(|u| u * 256).collect();
+        sizes.extend([
+            768,
+            3 << 20,
+            MAX_BLOCK_SIZE - 256,
+            MAX_BLOCK_SIZE,
+            1,
+            3,
+            1000,
+        ]);
+        sizes.extend((0..100).map(|_| next() % MAX_BLOCK_SIZE + 1));
+        for d in sizes {
+            let (m, s) = offset_divider(d);
+            let check = |n: u64| {
+                let q = ((u128::from(n) * u128::from(m)) >> s) as u64;
+                assert_eq!(q, n / d, "{n} / {d}");
+            };
+            for n in [0, 1, d - 1, d, d + 1, (1 << 62) - 1, (1 << 62) - d] {
+                check(n);
+            }
+            for k in [1, 2, 127, 128, 1 << 20, (1 << 62) / d - 1] {
+                check(k * d);
+                check(k * d - 1);
+                check(k * d + 1);
+            }
+            for _ in 0..200 {
+                check(next() >> 2);
+            }
+        }
+    }
+
+    #[test]
+    fn the_block_freed_last_is_allocated_first() {
+        let mut up = SimUpstream::new(1 << 30);
+        let mut l = FixedBlocks::<Heap>::new(FixedConfig::new(256, 4).unwrap());
+        let blocks: alloc::vec::Vec<Range> = (0..12)
+            .map(|_| l.allocate(&mut up, 256, 256).unwrap())
+            .collect();
+        for i in [5, 0, 9, 2] {
+            l.deallocate(blocks[i].start, 256).unwrap();
+        }
+        l.audit().unwrap();
+        for i in [2, 9, 0, 5] {
+            assert_eq!(
+                l.allocate(&mut up, 100, 256).unwrap().start,
+                blocks[i].start
+            );
+        }
+        assert_eq!(l.try_allocate(256, 256), Ok(None));
+        l.audit().unwrap();
+    }
+
+    #[test]
+    fn trim_takes_the_chunks_blocks_off_the_free_stack() {
+        let mut up = SimUpstream::new(1 << 30);
+        let mut l = FixedBlocks::<Heap>::new(FixedConfig::new(512, 3).unwrap());
+        let blocks: alloc::vec::Vec<Range> = (0..15)
+            .map(|_| l.allocate(&mut up, 512, 256).unwrap())
+            .collect();
+        // Chunks {0,1,2} .. {12,13,14}. Empty chunks 1 and 3 with their frees interleaved
+        // with frees in chunks 0 and 4, so the trimmed blocks sit all over the stack.
+        for i in [3, 0, 9, 4, 14, 10, 5, 11] {
+            l.deallocate(blocks[i].start, 512).unwrap();
+        }
+        assert_eq!(l.trim(&mut up).unwrap(), 2 * 3 * 512);
+        l.audit().unwrap();
+        assert_eq!(l.stats().free_blocks, 2);
+        for i in [3, 4, 5, 9, 10, 11] {
+            assert!(!l.contains(blocks[i].start));
+        }
+        // The remaining free blocks, last freed first; then a vacant slot is reused.
+        assert_eq!(l.allocate(&mut up, 512, 256).unwrap(), blocks[14]);
+        assert_eq!(l.allocate(&mut up, 512, 256).unwrap(), blocks[0]);
+        l.allocate(&mut up, 512, 256).unwrap();
+        assert_eq!(l.stats().chunks, 4);
+        assert_eq!(l.chunks.len(), 5);
+        l.audit().unwrap();
+    }
+
+    #[test]
+    fn inline_tables_of_any_capacity_hold_every_chunk() {
+        let mut up = SimUpstream::new(1 << 30);
+        // 12 chunk slots: an 8-bucket table (the largest power of two that fits) for 12
+        // chunks, with a 768-byte block size (the divide path).
+        let mut l = FixedBlocks::<Inline<48, 12>>::new(FixedConfig::new(768, 4).unwrap());
+        let mut live = alloc::vec::Vec::new();
+        while let Ok(r) = l.allocate(&mut up, 700, 256) {
+            live.push(r);
+        }
+        assert_eq!(live.len(), 48);
+        assert_eq!(l.buckets.len(), 8);
+        l.audit().unwrap();
+        for r in &live {
+            assert!(l.contains(r.start) && l.contains(r.end() - 1));
+            assert_eq!(
+                l.deallocate(r.start + 256, 700),
+                Err(Error::NotAllocated {
+                    addr: r.start + 256
+                })
+            );
+        }
+        for r in live.iter().rev() {
+            l.deallocate(r.start, 700).unwrap();
+        }
+        l.audit().unwrap();
+        assert_eq!(l.trim(&mut up).unwrap(), 12 * 4 * 768);
         assert_eq!(up.in_use(), 0);
         l.audit().unwrap();
     }
