@@ -260,8 +260,9 @@ impl MetaStorage for Heap {
 pub const BUCKET_SLOTS: usize = 4;
 
 /// One bucket of a fixed-size list's address lookup table (opaque; public only because
-/// [`MetaStorage`] names it): up to [`BUCKET_SLOTS`] chunks, each with its start address
-/// kept inline so that a lookup reads one cache line.
+/// [`MetaStorage`] names it): up to [`BUCKET_SLOTS`] chunks, by increasing start address,
+/// each with its start and the index of its first block kept inline so that a lookup reads
+/// one cache line.
 ///
 /// ```
 /// assert_eq!(core::mem::size_of::<strata_core::algo::LookupBucket>(), 64);
@@ -269,16 +270,18 @@ pub const BUCKET_SLOTS: usize = 4;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(C, align(64))]
 pub struct LookupBucket {
-    /// Start of each entry's chunk; 0 for an empty entry.
+    /// Start of each entry's chunk, increasing; `u64::MAX` (where no chunk starts) for an
+    /// empty entry. The used entries come first.
     starts: [u64; BUCKET_SLOTS],
-    /// Chunk slot of each entry, or `NIL` for an empty entry. The used entries come first.
-    slots: [u32; BUCKET_SLOTS],
+    /// Index of the first block of each entry's chunk (chunk slot × blocks per chunk), or
+    /// `NIL` for an empty entry.
+    firsts: [u32; BUCKET_SLOTS],
 }
 
 /// A bucket with no entry.
 const EMPTY_BUCKET: LookupBucket = LookupBucket {
-    starts: [0; BUCKET_SLOTS],
-    slots: [NIL; BUCKET_SLOTS],
+    starts: [u64::MAX; BUCKET_SLOTS],
+    firsts: [NIL; BUCKET_SLOTS],
 };
 
 /// The largest block size (512 GiB): a block's request size is kept in 31 bits of 256-byte
@@ -331,11 +334,16 @@ const fn offset_divider(d: u64) -> (u64, u32) {
     ((1u128 << s).div_ceil(d as u128) as u64, s)
 }
 
-/// `size` in 256-byte units, rounded up (`size.div_ceil(256)` for `size <= u64::MAX - 255`,
-/// in two instructions).
+/// `size` in 256-byte units, rounded up, in two instructions: `size.div_ceil(256)`, except
+/// that the sum wraps for the 255 sizes closest to `u64::MAX`, which give 0 units.
 #[inline(always)]
 pub(super) const fn units_of(size: u64) -> u64 {
-    (size + (DEFAULT_ALIGNMENT - 1)) >> DEFAULT_ALIGNMENT.trailing_zeros()
+    size.wrapping_add(DEFAULT_ALIGNMENT - 1) >> DEFAULT_ALIGNMENT.trailing_zeros()
+}
+
+/// The `hash_shift` of a table of `n` buckets (a power of two).
+const fn hash_shift_for(n: usize) -> u32 {
+    if n <= 1 { 63 } else { 64 - n.trailing_zeros() }
 }
 
 /// The largest power of two `<= n`, or 0.
@@ -554,10 +562,12 @@ impl FixedStats {
 ///   of the live chunks, each once.
 /// - The lookup table maps an address to its chunk in O(1): with `G` the smallest power of two
 ///   `>= chunk_bytes`, each chunk is entered under the (at most two) `G`-granules it touches;
-///   buckets of [`BUCKET_SLOTS`] (chunk start, chunk slot) entries are probed linearly from
-///   the granule's hash. There are a power of two of buckets and fewer than two chunks per
-///   bucket (at least as many buckets as chunks with growable metadata), so a bucket always
-///   has an empty entry to stop at and a lookup almost always reads one bucket: one cache line.
+///   buckets of [`BUCKET_SLOTS`] (chunk start, first block index) entries, sorted by start,
+///   are probed linearly from the granule's hash. Chunks are disjoint, so the one that can
+///   hold an address is the last in its bucket to start at or below it: a count of starts, not
+///   a range test per entry. There are a power of two of buckets, at least half as many as
+///   entries with growable metadata (as many as fit inline), and always an empty entry, so a
+///   probe ends, and a lookup almost always reads one bucket: one cache line.
 ///
 /// Allocation is O(1) (plus one upstream call when no block is free); free is O(1); growing is
 /// O(`bpc`), plus O(chunks) when the table is rebuilt; [`trim`](Self::trim) is O(free blocks +
@@ -586,8 +596,13 @@ pub struct FixedBlocks<M: MetaStorage> {
     block_shift: u32,
     /// `log2` of the smallest power of two `>= chunk_bytes` (the lookup granule).
     granule_shift: u32,
-    /// `63 - log2(buckets)`: granule `g` hashes to bucket `(g × HASH_MUL) >> 1 >> bucket_shift`.
-    bucket_shift: u32,
+    /// Granule `g` hashes to bucket `((g × HASH_MUL) >> hash_shift) & (buckets - 1)`:
+    /// `64 - log2(buckets)`, or 63 for one bucket (the mask makes it 0).
+    hash_shift: u32,
+    /// Used entries of the lookup table (one or two per chunk).
+    entries: u32,
+    /// `block_size - 1` when the block size is a power of two.
+    block_mask: u64,
     /// The chunk slot of block index `i` is `(i × slot_mul) >> slot_shift` ([`index_divider`]).
     slot_mul: u64,
     slot_shift: u32,
@@ -643,7 +658,9 @@ impl<M: MetaStorage> FixedBlocks<M> {
                 NO_SHIFT
             },
             granule_shift: config.chunk_bytes().next_power_of_two().trailing_zeros(),
-            bucket_shift: 63,
+            hash_shift: 63,
+            entries: 0,
+            block_mask: block_size - 1,
             slot_mul,
             slot_shift,
             offset_shift,
@@ -847,13 +864,13 @@ impl<M: MetaStorage> FixedBlocks<M> {
     /// ```
     #[inline(always)]
     pub fn deallocate(&mut self, addr: u64, size: u64) -> Result<(), Error> {
-        let Some((slot, chunk_start)) = self.find_chunk(addr) else {
+        let Some((first, chunk_start)) = self.find_chunk(addr) else {
             return Err(Error::NotAllocated { addr });
         };
         let offset = addr - chunk_start;
         debug_assert!(offset < self.chunk_bytes);
         let local = if self.block_shift != NO_SHIFT {
-            if offset & (self.config.block_size - 1) != 0 {
+            if offset & self.block_mask != 0 {
                 return Err(Error::NotAllocated { addr });
             }
             offset >> self.block_shift
@@ -868,13 +885,14 @@ impl<M: MetaStorage> FixedBlocks<M> {
             q
         };
         debug_assert!(local < u64::from(self.config.blocks_per_chunk));
-        let index = slot as usize * self.config.blocks_per_chunk as usize + local as usize;
+        let index = first as usize + local as usize;
         let entry = &mut self.blocks.as_mut_slice()[index];
         if *entry & ALLOCATED == 0 {
             return Err(Error::DoubleFree { addr });
         }
         let units = (*entry & !ALLOCATED) + 1;
-        if size.div_ceil(DEFAULT_ALIGNMENT) != u64::from(units) {
+        // Sizes within 255 of u64::MAX give 0 units: never a match.
+        if units_of(size) != u64::from(units) {
             return Err(Error::SizeMismatch {
                 addr,
                 allocated: u64::from(units) * DEFAULT_ALIGNMENT,
@@ -908,10 +926,10 @@ impl<M: MetaStorage> FixedBlocks<M> {
     /// The bucket of `granule`: a multiplicative hash, its top bits.
     #[inline(always)]
     fn bucket_of(&self, granule: u64) -> usize {
-        ((granule.wrapping_mul(HASH_MUL) >> 1) >> self.bucket_shift) as usize
+        (granule.wrapping_mul(HASH_MUL) >> self.hash_shift) as usize
     }
 
-    /// The chunk slot and start of the chunk that contains `addr`.
+    /// The index of the first block and the start of the chunk that contains `addr`.
     #[inline(always)]
     fn find_chunk(&self, addr: u64) -> Option<(u32, u64)> {
         let buckets = self.buckets.as_slice();
@@ -919,7 +937,7 @@ impl<M: MetaStorage> FixedBlocks<M> {
         if n == 0 {
             return None;
         }
-        debug_assert!(n.is_power_of_two() && n == 1 << (63 - self.bucket_shift));
+        debug_assert!(n.is_power_of_two() && hash_shift_for(n) == self.hash_shift);
         let chunk_bytes = self.chunk_bytes;
         let first = self.bucket_of(addr >> self.granule_shift);
         // A bucket with an empty entry ends the probe, and there always is one (fewer than two
@@ -927,18 +945,22 @@ impl<M: MetaStorage> FixedBlocks<M> {
         // broken invariant.
         for b in (first..).take(n) {
             let bucket = &buckets[b & (n - 1)];
-            // Bit j: entry j's chunk contains `addr`. An empty entry (start 0) may match too,
-            // but only after every used one: the first match decides.
-            let mut hit = 0u32;
+            // Chunks are disjoint, so the only chunk of the bucket that can contain `addr` is
+            // the last one to start at or below it: the starts are sorted, count them. (Empty
+            // entries start at u64::MAX, counted only for that address, which no chunk holds.)
+            let mut below = 0;
             for j in 0..BUCKET_SLOTS {
-                hit |= u32::from(addr.wrapping_sub(bucket.starts[j]) < chunk_bytes) << j;
+                below += usize::from(bucket.starts[j] <= addr);
             }
-            if hit != 0 {
-                let j = hit.trailing_zeros() as usize & (BUCKET_SLOTS - 1);
-                let slot = bucket.slots[j];
-                return (slot != NIL).then_some((slot, bucket.starts[j]));
+            if below != 0 {
+                let j = (below - 1) & (BUCKET_SLOTS - 1);
+                let (start, first) = (bucket.starts[j], bucket.firsts[j]);
+                if addr - start < chunk_bytes && first != NIL {
+                    return Some((first, start));
+                }
             }
-            if bucket.slots[BUCKET_SLOTS - 1] == NIL {
+            // A bucket with an empty entry holds every entry hashed to it.
+            if bucket.firsts[BUCKET_SLOTS - 1] == NIL {
                 return None;
             }
         }
@@ -990,7 +1012,8 @@ impl<M: MetaStorage> FixedBlocks<M> {
                 });
             }
         }
-        let rebuild_to = self.table_size_for(self.live_chunks as usize + 1)?;
+        // The chunk adds one or two table entries (it is only known which after step 2).
+        let worst = self.table_size_for(self.entries as usize + 2)?;
         // 2. The chunk.
         let range = upstream.allocate(self.chunk_bytes, DEFAULT_ALIGNMENT)?;
         debug_assert_eq!(range.len, self.chunk_bytes);
@@ -1026,31 +1049,42 @@ impl<M: MetaStorage> FixedBlocks<M> {
             next: NIL,
         };
         self.live_chunks += 1;
-        match rebuild_to {
-            Some(n) => self.rebuild_table(n),
-            None => self.table_insert(c),
+        let granules = self.granules_of(range.start);
+        // Needs at most what the worst case did, which was checked.
+        let size = self.table_size_for(self.entries as usize + granules);
+        debug_assert!(size.is_ok() && (worst.is_some() || size == Ok(None)));
+        match size {
+            Ok(Some(n)) => self.rebuild_table(n),
+            _ => self.table_insert(c),
         }
         Ok(range)
     }
 
-    /// The number of buckets to rebuild the table with so that it holds `chunks` chunks, or
-    /// `None` when the current table does: a power of two, at least `chunks` (and 4) when the
-    /// store can grow, else the largest power of two the store holds. Fewer than two chunks
-    /// per bucket are needed so that every probe ends.
-    fn table_size_for(&self, chunks: usize) -> Result<Option<usize>, Error> {
-        let mut n = chunks.next_power_of_two().max(4);
+    /// The number of buckets to rebuild the table with so that it holds `entries` entries, or
+    /// `None` when the current table does: a power of two, at least half the entries (and 4)
+    /// when the store can grow (at most two entries per bucket on average), else as many as
+    /// the store holds. At least one empty entry must stay, so that every probe ends.
+    fn table_size_for(&self, entries: usize) -> Result<Option<usize>, Error> {
+        let mut n = entries.div_ceil(2).next_power_of_two().max(4);
         if let Some(limit) = self.buckets.limit() {
             n = n.min(prev_power_of_two(limit));
         }
-        if n <= self.buckets.len() {
-            return Ok(None);
-        }
-        if 2 * n <= chunks || self.buckets.spare() < n - self.buckets.len() {
+        if n <= entries / BUCKET_SLOTS
+            || (n > self.buckets.len() && self.buckets.spare() < n - self.buckets.len())
+        {
             return Err(Error::MetadataExhausted {
                 capacity: self.buckets.limit().unwrap_or(usize::MAX),
             });
         }
-        Ok(Some(n))
+        Ok((n > self.buckets.len()).then_some(n))
+    }
+
+    /// How many granules (table entries) a chunk starting at `start` touches: 1 or 2.
+    fn granules_of(&self, start: u64) -> usize {
+        let first = start >> self.granule_shift;
+        let last = (start + (self.chunk_bytes - 1)) >> self.granule_shift;
+        debug_assert!(last - first <= 1, "a chunk touches at most two granules");
+        1 + usize::from(last != first)
     }
 
     /// Gives every wholly free chunk back to `upstream`; returns the bytes given back.
@@ -1157,7 +1191,8 @@ impl<M: MetaStorage> FixedBlocks<M> {
         let _ = self.chunks.resize(0, VACANT_CHUNK);
         let _ = self.buckets.resize(0, EMPTY_BUCKET);
         self.free_head = END;
-        self.bucket_shift = 63;
+        self.hash_shift = 63;
+        self.entries = 0;
         self.vacant_head = NIL;
         self.live_chunks = 0;
         self.live_blocks = 0;
@@ -1253,7 +1288,7 @@ impl<M: MetaStorage> FixedBlocks<M> {
                 continue;
             }
             live_chunks += 1;
-            let found = Some((c as u32, chunk.start));
+            let found = Some((c as u32 * bpc, chunk.start));
             if self.find_chunk(chunk.start) != found
                 || self.find_chunk(chunk.start + self.chunk_bytes - 1) != found
             {
@@ -1296,36 +1331,34 @@ impl<M: MetaStorage> FixedBlocks<M> {
         // live chunks in it, each under every granule it touches (checked above) and nowhere
         // else.
         let n = self.buckets.len();
-        if live_chunks > 0 && (!n.is_power_of_two() || n != 1 << (63 - self.bucket_shift)) {
+        if live_chunks > 0 && (!n.is_power_of_two() || hash_shift_for(n) != self.hash_shift) {
             return Err("lookup table size is not the power of two it hashes to");
         }
-        if live_chunks > 0 && 2 * n <= live_chunks as usize {
-            return Err("lookup table too small for its chunks");
+        if live_chunks > 0 && n * BUCKET_SLOTS <= self.entries as usize {
+            return Err("lookup table has no empty entry");
         }
         let mut entries = 0;
         for bucket in self.buckets.as_slice() {
-            let used = bucket.slots.iter().take_while(|&&s| s != NIL).count();
-            if bucket.slots[used..].iter().any(|&s| s != NIL)
-                || bucket.starts[used..].iter().any(|&s| s != 0)
+            let used = bucket.firsts.iter().take_while(|&&f| f != NIL).count();
+            if bucket.firsts[used..].iter().any(|&f| f != NIL)
+                || bucket.starts[used..].iter().any(|&s| s != u64::MAX)
             {
                 return Err("lookup bucket has a used entry after an empty one");
             }
+            if bucket.starts[..used].windows(2).any(|w| w[0] >= w[1]) {
+                return Err("lookup bucket not sorted by start");
+            }
             for j in 0..used {
-                let (s, start) = (bucket.slots[j] as usize, bucket.starts[j]);
-                if s >= chunks.len() || chunks[s].start != start {
+                let (f, start) = (bucket.firsts[j], bucket.starts[j]);
+                let s = (f / bpc) as usize;
+                if f % bpc != 0 || s >= chunks.len() || chunks[s].start != start {
                     return Err("lookup table holds a chunk that is not live");
                 }
             }
             entries += used;
         }
-        let granules = |start: u64| {
-            1 + usize::from(
-                start >> self.granule_shift
-                    != (start + (self.chunk_bytes - 1)) >> self.granule_shift,
-            )
-        };
-        let expected: usize = self.chunks().map(|r| granules(r.start)).sum();
-        if entries != expected {
+        let expected: usize = self.chunks().map(|r| self.granules_of(r.start)).sum();
+        if entries != expected || entries != self.entries as usize {
             return Err("lookup table holds stale entries");
         }
         let (mut at, mut vacant) = (self.vacant_head, 0);
@@ -1346,25 +1379,32 @@ impl<M: MetaStorage> FixedBlocks<M> {
     fn table_insert(&mut self, c: u32) {
         let start = self.chunks.as_slice()[c as usize].start;
         let first = start >> self.granule_shift;
-        let last = (start + (self.chunk_bytes - 1)) >> self.granule_shift;
-        debug_assert!(last - first <= 1, "a chunk touches at most two granules");
         self.table_put(first, c, start);
-        if last != first {
-            self.table_put(last, c, start);
+        if self.granules_of(start) == 2 {
+            self.table_put(first + 1, c, start);
         }
     }
 
+    /// Enters chunk `c` (starting at `start`) under `granule`: in the first bucket from the
+    /// granule's with an empty entry, in start order.
     fn table_put(&mut self, granule: u64, c: u32, start: u64) {
-        let first = self.bucket_of(granule);
+        let home = self.bucket_of(granule);
+        let first_block = c * self.config.blocks_per_chunk;
         let buckets = self.buckets.as_mut_slice();
         let n = buckets.len();
-        for b in (first..).take(n) {
+        for b in (home..).take(n) {
             let bucket = &mut buckets[b & (n - 1)];
-            if let Some(j) = bucket.slots.iter().position(|&s| s == NIL) {
-                bucket.slots[j] = c;
-                bucket.starts[j] = start;
-                return;
+            if bucket.firsts[BUCKET_SLOTS - 1] != NIL {
+                continue;
             }
+            // Empty entries start at u64::MAX, above every chunk: the place keeps the order.
+            let at = bucket.starts.iter().take_while(|&&s| s < start).count();
+            bucket.starts.copy_within(at..BUCKET_SLOTS - 1, at + 1);
+            bucket.firsts.copy_within(at..BUCKET_SLOTS - 1, at + 1);
+            bucket.starts[at] = start;
+            bucket.firsts[at] = first_block;
+            self.entries += 1;
+            return;
         }
         debug_assert!(false, "fixed list lookup table is full");
     }
@@ -1374,7 +1414,8 @@ impl<M: MetaStorage> FixedBlocks<M> {
         debug_assert!(n.is_power_of_two());
         let resized = self.buckets.resize(n, EMPTY_BUCKET);
         debug_assert!(resized.is_ok(), "room was checked");
-        self.bucket_shift = 63 - n.trailing_zeros();
+        self.hash_shift = hash_shift_for(n);
+        self.entries = 0;
         for bucket in self.buckets.as_mut_slice() {
             *bucket = EMPTY_BUCKET;
         }
