@@ -3,7 +3,7 @@
 use strata_core::algo::PoolConfig;
 use strata_core::resources::{NoOrdering, Reuse, StreamOrderedPool};
 use strata_core::sim_stream::{SimStreams, Violation};
-use strata_core::{Error, MemoryResource, SimUpstream, StreamKey, StreamOrder};
+use strata_core::{Error, MemoryResource, Range, SimUpstream, StreamKey, StreamOrder, Upstream};
 
 const S0: StreamKey = StreamKey::DEFAULT;
 const S1: StreamKey = StreamKey(1);
@@ -356,4 +356,182 @@ fn grow_first_keeps_streams_apart_until_the_upstream_refuses() {
     assert_eq!(c, a);
     assert_eq!((st.order_calls(), p.stats().steals), (1, 1));
     assert!(st.violations().is_empty(), "{:?}", st.violations());
+}
+
+/// An upstream whose free waits for the device, as `cuMemFree` does: every stream's work is
+/// complete before the memory is given back.
+struct WaitsOnFree<'a> {
+    inner: SimUpstream,
+    streams: &'a SimStreams,
+}
+
+impl Upstream for WaitsOnFree<'_> {
+    fn allocate(&mut self, size: u64, align: u64) -> Result<Range, Error> {
+        self.inner.allocate(size, align)
+    }
+    fn deallocate(&mut self, range: Range) -> Result<(), Error> {
+        for s in 0..=6 {
+            self.streams.synchronize(StreamKey(s));
+        }
+        self.inner.deallocate(range)
+    }
+}
+
+/// A random walk over many streams with cross-stream frees, retirements and trims, on an
+/// upstream small enough that streams keep borrowing regions from each other, merging lists,
+/// trimming and growing again: every reuse checked, every invariant audited.
+fn random_walk(seed: u64, reuse: Reuse, capacity: u64) {
+    let st = SimStreams::new();
+    let upstream = WaitsOnFree {
+        inner: SimUpstream::new(capacity),
+        streams: &st,
+    };
+    let p = StreamOrderedPool::new(upstream, &st, PoolConfig::new(0))
+        .unwrap()
+        .with_reuse(reuse);
+    let streams: Vec<StreamKey> = (1..=6).map(StreamKey).collect();
+    let mut x = seed;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut live: Vec<(u64, u64, StreamKey)> = Vec::new();
+    let mut failed = 0;
+    for step in 0..3000 {
+        let r = next();
+        match r % 100 {
+            0..=54 => {
+                let s = streams[(next() % 6) as usize];
+                let size = if next() % 8 == 0 {
+                    256 * (1 + next() % 512)
+                } else {
+                    256 * (1 + next() % 32)
+                };
+                match st.allocate(&p, size, 256, s) {
+                    Ok(a) => live.push((a, size, s)),
+                    Err(Error::OutOfMemory { .. }) => failed += 1,
+                    Err(e) => panic!("step {step}: {e}"),
+                }
+            }
+            55..=96 if !live.is_empty() => {
+                let (a, size, s) = live.swap_remove((next() % live.len() as u64) as usize);
+                // A third of the blocks are used last on another stream, and freed there.
+                let on = if next() % 3 == 0 {
+                    let o = streams[(next() % 6) as usize];
+                    st.order_after(o, s).unwrap();
+                    o
+                } else {
+                    s
+                };
+                st.deallocate(&p, a, size, 256, on).unwrap();
+            }
+            97 => {
+                // Retire a stream (it may come back later as a new one); its live blocks are
+                // used last, and freed, on other streams.
+                let s = streams[(next() % 6) as usize];
+                for l in live.iter_mut().filter(|l| l.2 == s) {
+                    let o = streams[(s.0 % 6) as usize];
+                    st.order_after(o, s).unwrap();
+                    l.2 = o;
+                }
+                p.retire_stream(s).unwrap();
+            }
+            98 => {
+                p.trim().unwrap();
+            }
+            _ => {}
+        }
+        if step % 7 == 0 {
+            p.audit().unwrap_or_else(|e| panic!("step {step}: {e}"));
+        }
+    }
+    assert!(st.violations().is_empty(), "{:?}", &st.violations()[..1]);
+    for (a, size, s) in live.drain(..) {
+        st.deallocate(&p, a, size, 256, s).unwrap();
+    }
+    p.audit().unwrap();
+    let s = p.stats();
+    assert_eq!((s.live_bytes, s.free_bytes), (0, s.pool_size));
+    assert!(s.steals > 0, "streams took memory from each other");
+    p.trim().unwrap();
+    p.audit().unwrap();
+    assert_eq!(p.stats().pool_size, 0, "every chunk went back");
+    assert!(failed < 1500, "{failed} allocations failed");
+}
+
+#[test]
+fn random_walks_over_many_streams_keep_every_invariant() {
+    for seed in 1..=4u64 {
+        random_walk(
+            seed.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            Reuse::StealFirst,
+            4 << 20,
+        );
+        random_walk(
+            seed.wrapping_mul(0x2545_F491_4F6C_DD1D),
+            Reuse::GrowFirst,
+            4 << 20,
+        );
+        random_walk(
+            seed.wrapping_mul(0x1234_5678_9ABC_DEF1),
+            Reuse::StealFirst,
+            64 << 20,
+        );
+    }
+}
+
+#[test]
+fn threads_under_memory_pressure_keep_every_invariant() {
+    // Four threads on their own streams, an upstream that holds about what they use at once:
+    // regions move between heaps, lists merge, chunks are trimmed and grown again, all at
+    // the same time; every reuse is checked.
+    for reuse in [Reuse::StealFirst, Reuse::GrowFirst] {
+        let st = SimStreams::new();
+        let upstream = WaitsOnFree {
+            inner: SimUpstream::new(6 << 20),
+            streams: &st,
+        };
+        let p = StreamOrderedPool::new(upstream, &st, PoolConfig::new(0))
+            .unwrap()
+            .with_reuse(reuse);
+        std::thread::scope(|scope| {
+            for t in 1..=4u64 {
+                let (st, p) = (&st, &p);
+                scope.spawn(move || {
+                    let me = StreamKey(t);
+                    let mut live: Vec<(u64, u64)> = Vec::new();
+                    let mut x = t.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                    for _ in 0..3000u64 {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        if live.len() < 24 && (x % 3 != 0 || live.is_empty()) {
+                            let size = 256 * (1 + x % 256);
+                            match st.allocate(p, size, 256, me) {
+                                Ok(a) => live.push((a, size)),
+                                Err(Error::OutOfMemory { .. }) => {}
+                                Err(e) => panic!("{e}"),
+                            }
+                        } else {
+                            let (a, size) = live.swap_remove((x % live.len() as u64) as usize);
+                            let on = if x % 7 == 0 { StreamKey(1 + t % 4) } else { me };
+                            if on != me {
+                                st.order_after(on, me).unwrap();
+                            }
+                            st.deallocate(p, a, size, 256, on).unwrap();
+                        }
+                    }
+                    for (a, size) in live {
+                        st.deallocate(p, a, size, 256, me).unwrap();
+                    }
+                });
+            }
+        });
+        assert!(st.violations().is_empty(), "{:?}", &st.violations()[..1]);
+        p.audit().unwrap();
+        let s = p.stats();
+        assert_eq!((s.live_bytes, s.free_bytes), (0, s.pool_size));
+    }
 }

@@ -22,6 +22,11 @@ struct Slot<T> {
     /// The stream (meaningful when `READY`); changed only with the insert lock and `value`'s
     /// lock held.
     key: AtomicU64,
+    /// A number the resource keeps about the value, readable without its lock (the stream
+    /// pool: the free bytes of the heap, to pick whom to take memory from). Only a hint: no
+    /// decision that matters for correctness reads it, so it is a `core` atomic even under
+    /// loom, which need not explore its values (any value is correct).
+    hint: core::sync::atomic::AtomicU64,
     value: Mutex<T>,
 }
 
@@ -64,6 +69,7 @@ impl<T> StreamTable<T> {
             .map(|_| Slot {
                 state: AtomicU32::new(EMPTY),
                 key: AtomicU64::new(0),
+                hint: core::sync::atomic::AtomicU64::new(0),
                 value: Mutex::new(init()),
             })
             .collect();
@@ -94,6 +100,27 @@ impl<T> StreamTable<T> {
     #[inline]
     pub(crate) fn lock(&self, i: usize) -> MutexGuard<'_, T> {
         self.slots[i].value.lock()
+    }
+
+    /// Slot `i`'s hint (see [`set_hint`](Self::set_hint)); no lock.
+    #[inline]
+    pub(crate) fn hint(&self, i: usize) -> u64 {
+        self.slots[i]
+            .hint
+            .load(core::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Sets slot `i`'s hint: a number about its value that others read without its lock.
+    #[inline]
+    pub(crate) fn set_hint(&self, i: usize, value: u64) {
+        self.slots[i]
+            .hint
+            .store(value, core::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The number of slots (twice the bound on streams, rounded up to a power of two).
+    pub(crate) fn len(&self) -> usize {
+        self.slots.len()
     }
 
     /// Whether slot `i` belongs to a retired stream.
