@@ -278,6 +278,33 @@ pub struct LookupBucket {
     firsts: [u32; BUCKET_SLOTS],
 }
 
+impl LookupBucket {
+    /// The first block index and start of this bucket's chunk that contains `addr`, if any.
+    ///
+    /// Chunks are disjoint, so the only one that can contain `addr` is the last to start at
+    /// or below it: the starts are sorted, count them. (Empty entries start at u64::MAX,
+    /// counted only for that address, which no chunk holds.)
+    #[inline(always)]
+    fn find(&self, addr: u64, chunk_bytes: u64) -> Option<(u32, u64)> {
+        let mut below = 0;
+        for j in 0..BUCKET_SLOTS {
+            below += usize::from(self.starts[j] <= addr);
+        }
+        if below == 0 {
+            return None;
+        }
+        let j = (below - 1) & (BUCKET_SLOTS - 1);
+        let (start, first) = (self.starts[j], self.firsts[j]);
+        (addr - start < chunk_bytes && first != NIL).then_some((first, start))
+    }
+
+    /// Whether every entry is used.
+    #[inline(always)]
+    fn is_full(&self) -> bool {
+        self.firsts[BUCKET_SLOTS - 1] != NIL
+    }
+}
+
 /// A bucket with no entry.
 const EMPTY_BUCKET: LookupBucket = LookupBucket {
     starts: [u64::MAX; BUCKET_SLOTS],
@@ -308,8 +335,6 @@ const VACANT_CHUNK: ChunkMeta = ChunkMeta {
 };
 /// Multiplier of the lookup table's hash (2^64 / golden ratio).
 const HASH_MUL: u64 = 0x9E37_79B9_7F4A_7C15;
-/// A block size that is not a power of two: divide (by a multiplication) instead of shifting.
-const NO_SHIFT: u32 = u32::MAX;
 
 /// `(m, s)` such that `n / d == (n * m) >> s` for every `n < 2^31`: the chunk slot of a block
 /// index, with no division.
@@ -592,7 +617,7 @@ impl FixedStats {
 pub struct FixedBlocks<M: MetaStorage> {
     /// Index of the block freed last (the top of the free stack), or `END`.
     free_head: u32,
-    /// `log2(block_size)` when it is a power of two, else `NO_SHIFT`.
+    /// `log2(block_size)` when it is a power of two, else 63.
     block_shift: u32,
     /// `log2` of the smallest power of two `>= chunk_bytes` (the lookup granule).
     granule_shift: u32,
@@ -601,7 +626,9 @@ pub struct FixedBlocks<M: MetaStorage> {
     hash_shift: u32,
     /// Used entries of the lookup table (one or two per chunk).
     entries: u32,
-    /// `block_size - 1` when the block size is a power of two.
+    /// `block_size - 1` when the block size is a power of two, else `u64::MAX`: an offset in a
+    /// chunk with none of these bits set is block `offset >> block_shift` (for other block
+    /// sizes only offset 0 passes, block 0; the others take [`offset_divider`]).
     block_mask: u64,
     /// The chunk slot of block index `i` is `(i × slot_mul) >> slot_shift` ([`index_divider`]).
     slot_mul: u64,
@@ -619,7 +646,8 @@ pub struct FixedBlocks<M: MetaStorage> {
     /// Head of the list of vacant chunk slots, or `NIL`.
     vacant_head: u32,
     live_chunks: u32,
-    live_blocks: u64,
+    /// Live blocks (at most `END`; 32 bits also keeps its update apart from `live_units`'s).
+    live_blocks: u32,
     /// Sum over live blocks of their request size in 256-byte units.
     live_units: u64,
 }
@@ -655,12 +683,16 @@ impl<M: MetaStorage> FixedBlocks<M> {
             block_shift: if block_size.is_power_of_two() {
                 block_size.trailing_zeros()
             } else {
-                NO_SHIFT
+                63
             },
             granule_shift: config.chunk_bytes().next_power_of_two().trailing_zeros(),
             hash_shift: 63,
             entries: 0,
-            block_mask: block_size - 1,
+            block_mask: if block_size.is_power_of_two() {
+                block_size - 1
+            } else {
+                u64::MAX
+            },
             slot_mul,
             slot_shift,
             offset_shift,
@@ -869,20 +901,13 @@ impl<M: MetaStorage> FixedBlocks<M> {
         };
         let offset = addr - chunk_start;
         debug_assert!(offset < self.chunk_bytes);
-        let local = if self.block_shift != NO_SHIFT {
-            if offset & self.block_mask != 0 {
-                return Err(Error::NotAllocated { addr });
-            }
+        let local = if offset & self.block_mask == 0 {
             offset >> self.block_shift
         } else {
-            // offset < 2^62: see offset_divider.
-            let q =
-                ((u128::from(offset) * u128::from(self.offset_mul)) >> self.offset_shift) as u64;
-            debug_assert_eq!(q, offset / self.config.block_size);
-            if q * self.config.block_size != offset {
-                return Err(Error::NotAllocated { addr });
+            match self.divide_offset(offset) {
+                Some(local) => local,
+                None => return Err(Error::NotAllocated { addr }),
             }
-            q
         };
         debug_assert!(local < u64::from(self.config.blocks_per_chunk));
         let index = first as usize + local as usize;
@@ -905,6 +930,20 @@ impl<M: MetaStorage> FixedBlocks<M> {
         self.live_blocks -= 1;
         self.live_units -= u64::from(units);
         Ok(())
+    }
+
+    /// The block at `offset` in a chunk when the block size is not a power of two, or `None`
+    /// when `offset` is not the start of a block. (Out of line: power-of-two block sizes get
+    /// here only for interior addresses.)
+    #[inline(never)]
+    fn divide_offset(&self, offset: u64) -> Option<u64> {
+        if self.block_mask != u64::MAX {
+            return None;
+        }
+        // offset < chunk_bytes <= 2^62: see offset_divider.
+        let q = ((u128::from(offset) * u128::from(self.offset_mul)) >> self.offset_shift) as u64;
+        debug_assert_eq!(q, offset / self.config.block_size);
+        (q * self.config.block_size == offset).then_some(q)
     }
 
     /// Whether `addr` lies in one of the list's chunks (a live or a free block).
@@ -938,29 +977,32 @@ impl<M: MetaStorage> FixedBlocks<M> {
             return None;
         }
         debug_assert!(n.is_power_of_two() && hash_shift_for(n) == self.hash_shift);
-        let chunk_bytes = self.chunk_bytes;
-        let first = self.bucket_of(addr >> self.granule_shift);
-        // A bucket with an empty entry ends the probe, and there always is one (fewer than two
-        // chunks per bucket, at most two entries per chunk); the bound only guards against a
-        // broken invariant.
-        for b in (first..).take(n) {
+        let home = self.bucket_of(addr >> self.granule_shift);
+        let bucket = &buckets[home & (n - 1)];
+        if let Some(found) = bucket.find(addr, self.chunk_bytes) {
+            return Some(found);
+        }
+        // A bucket with an empty entry holds every entry hashed to it.
+        if !bucket.is_full() {
+            return None;
+        }
+        self.find_chunk_beyond(addr, home)
+    }
+
+    /// [`find_chunk`](Self::find_chunk) in the buckets after a full home bucket.
+    #[cold]
+    #[inline(never)]
+    fn find_chunk_beyond(&self, addr: u64, home: usize) -> Option<(u32, u64)> {
+        let buckets = self.buckets.as_slice();
+        let n = buckets.len();
+        // There always is a bucket with an empty entry to end the probe (fewer entries than
+        // half the entries of the table); the bound only guards against a broken invariant.
+        for b in (home + 1..).take(n - 1) {
             let bucket = &buckets[b & (n - 1)];
-            // Chunks are disjoint, so the only chunk of the bucket that can contain `addr` is
-            // the last one to start at or below it: the starts are sorted, count them. (Empty
-            // entries start at u64::MAX, counted only for that address, which no chunk holds.)
-            let mut below = 0;
-            for j in 0..BUCKET_SLOTS {
-                below += usize::from(bucket.starts[j] <= addr);
+            if let Some(found) = bucket.find(addr, self.chunk_bytes) {
+                return Some(found);
             }
-            if below != 0 {
-                let j = (below - 1) & (BUCKET_SLOTS - 1);
-                let (start, first) = (bucket.starts[j], bucket.firsts[j]);
-                if addr - start < chunk_bytes && first != NIL {
-                    return Some((first, start));
-                }
-            }
-            // A bucket with an empty entry holds every entry hashed to it.
-            if bucket.firsts[BUCKET_SLOTS - 1] == NIL {
+            if !bucket.is_full() {
                 return None;
             }
         }
@@ -1214,8 +1256,8 @@ impl<M: MetaStorage> FixedBlocks<M> {
             block_size: self.config.block_size,
             chunks: u64::from(self.live_chunks),
             upstream_bytes: u64::from(self.live_chunks) * self.chunk_bytes,
-            live_blocks: self.live_blocks,
-            free_blocks: blocks_held - self.live_blocks,
+            live_blocks: u64::from(self.live_blocks),
+            free_blocks: blocks_held - u64::from(self.live_blocks),
             requested_bytes: self.live_units * DEFAULT_ALIGNMENT,
         }
     }
@@ -1282,7 +1324,7 @@ impl<M: MetaStorage> FixedBlocks<M> {
         if blocks.len() != chunks.len() * bpc as usize || blocks.len() > END as usize {
             return Err("block entries do not match chunk slots");
         }
-        let (mut live_chunks, mut live_blocks, mut live_units) = (0u32, 0u64, 0u64);
+        let (mut live_chunks, mut live_blocks, mut live_units) = (0u32, 0u32, 0u64);
         for (c, chunk) in chunks.iter().enumerate() {
             if chunk.start == VACANT {
                 continue;
@@ -1313,7 +1355,7 @@ impl<M: MetaStorage> FixedBlocks<M> {
         // The free stack: exactly the free blocks of the live chunks, each once. A walk of
         // that many steps that visits only free blocks of live chunks and then ends visits
         // each once (a repeat would be a cycle, which never ends).
-        let free = u64::from(live_chunks) * u64::from(bpc) - live_blocks;
+        let free = u64::from(live_chunks) * u64::from(bpc) - u64::from(live_blocks);
         let mut at = self.free_head;
         for _ in 0..free {
             if at as usize >= blocks.len()
@@ -1394,7 +1436,7 @@ impl<M: MetaStorage> FixedBlocks<M> {
         let n = buckets.len();
         for b in (home..).take(n) {
             let bucket = &mut buckets[b & (n - 1)];
-            if bucket.firsts[BUCKET_SLOTS - 1] != NIL {
+            if bucket.is_full() {
                 continue;
             }
             // Empty entries start at u64::MAX, above every chunk: the place keeps the order.
