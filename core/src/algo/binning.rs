@@ -27,13 +27,12 @@
 
 use core::fmt;
 
-use super::fixed::units_of;
 use super::{FixedBlocks, FixedConfig, MetaStorage, MetaVec};
 use crate::{DEFAULT_ALIGNMENT, Error, Range, Upstream, check_alignment};
 
-/// Size classes of the bin lookup: `ceil(log2(units))` for requests of `1 ..= 2^31` units of
-/// 256 bytes.
-const CLASSES: usize = 32;
+/// Size classes of the bin lookup: the bit length of `size - 1` (class `k > 0` holds the sizes
+/// `2^(k-1) + 1 ..= 2^k`, class 0 the size 1), for every size of a `u64`.
+const CLASSES: usize = 65;
 
 /// Blocks per chunk of the bins that [`Binning::add_bin`] makes (RMM's
 /// `blocks_to_preallocate`).
@@ -135,9 +134,9 @@ pub struct Binning<U: Upstream, M: MetaStorage, const BINS: usize = 32> {
     bins: heapless::Vec<FixedBlocks<M>, BINS>,
     /// `sizes[i]` is the block size of `bins[i]`.
     sizes: heapless::Vec<u64, BINS>,
-    /// `first_bin[k]`: the first bin whose block holds at least `2^(k-1) + 1` units (1 unit for
-    /// `k == 0`), i.e. the first bin that can serve a request of class `k`; `bins.len()` when
-    /// there is none.
+    /// `first_bin[k]`: the first bin whose block holds at least `2^(k-1) + 1` bytes (1 byte
+    /// for `k == 0`), i.e. the first bin that can serve a request of class `k` ([`class_of`]);
+    /// `bins.len()` when there is none.
     first_bin: [u8; CLASSES],
     /// The largest bin's block size, 0 when there is no bin.
     max_binned: u64,
@@ -158,10 +157,11 @@ impl<U: Upstream + fmt::Debug, M: MetaStorage, const BINS: usize> fmt::Debug
     }
 }
 
-/// The size class of a request of `units` (>= 1) 256-byte units: `ceil(log2(units))`.
-#[inline]
-fn class_of(units: u64) -> usize {
-    (64 - (units - 1).leading_zeros()) as usize
+/// The size class of a request of `size` (>= 1) bytes: the bit length of `size - 1`, i.e.
+/// `ceil(log2(size))`. One `leading_zeros`.
+#[inline(always)]
+fn class_of(size: u64) -> usize {
+    (u64::BITS - (size - 1).leading_zeros()) as usize
 }
 
 impl<U: Upstream, M: MetaStorage, const BINS: usize> Binning<U, M, BINS> {
@@ -287,11 +287,8 @@ impl<U: Upstream, M: MetaStorage, const BINS: usize> Binning<U, M, BINS> {
 
     fn rebuild_classes(&mut self) {
         for (k, first) in self.first_bin.iter_mut().enumerate() {
-            let lowest_units = if k == 0 { 1 } else { (1u64 << (k - 1)) + 1 };
-            let i = self
-                .sizes
-                .partition_point(|&s| s / DEFAULT_ALIGNMENT < lowest_units);
-            *first = i as u8;
+            let lowest = if k == 0 { 1 } else { (1u64 << (k - 1)) + 1 };
+            *first = self.sizes.partition_point(|&s| s < lowest) as u8;
         }
         self.max_binned = self.sizes.last().copied().unwrap_or(0);
     }
@@ -342,14 +339,11 @@ impl<U: Upstream, M: MetaStorage, const BINS: usize> Binning<U, M, BINS> {
         if size.wrapping_sub(1) >= self.max_binned {
             return None;
         }
-        // size <= max_binned <= MAX_BLOCK_SIZE = 2^39: no overflow, class <= 31.
-        let units = units_of(size);
-        let class = class_of(units);
-        debug_assert!(class < CLASSES);
-        let mut i = usize::from(self.first_bin[class & (CLASSES - 1)]);
+        let mut i = usize::from(self.first_bin[class_of(size)]);
         // size <= the largest bin's size, so the walk stops inside the bins; with
-        // power-of-two bins it never steps.
-        while self.sizes[i] < size {
+        // power-of-two bins it never steps. (The bin's own block size, read from the bin the
+        // caller uses next, so one bounds check serves both.)
+        while self.bins[i].config().block_size() < size {
             i += 1;
         }
         Some(i)
@@ -672,6 +666,8 @@ mod tests {
     fn class_of_is_ceil_log2() {
         assert_eq!([1, 2, 3, 4, 5, 8, 9].map(class_of), [0, 1, 2, 2, 3, 3, 4]);
         assert_eq!(class_of(1 << 31), 31);
+        assert_eq!(class_of((1 << 31) + 1), 32);
+        assert_eq!(class_of(u64::MAX), 64);
     }
 
     #[test]

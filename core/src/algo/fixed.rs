@@ -362,7 +362,7 @@ const fn offset_divider(d: u64) -> (u64, u32) {
 /// `size` in 256-byte units, rounded up, in two instructions: `size.div_ceil(256)`, except
 /// that the sum wraps for the 255 sizes closest to `u64::MAX`, which give 0 units.
 #[inline(always)]
-pub(super) const fn units_of(size: u64) -> u64 {
+const fn units_of(size: u64) -> u64 {
     size.wrapping_add(DEFAULT_ALIGNMENT - 1) >> DEFAULT_ALIGNMENT.trailing_zeros()
 }
 
