@@ -278,7 +278,11 @@ impl<U: Upstream, M: MetaStorage, const BINS: usize> Binning<U, M, BINS> {
             return Err(Error::MetadataExhausted { capacity: BINS });
         }
         // Room checked: neither insert can fail.
-        let bin_added = self.bins.insert(at, FixedBlocks::new(config)).is_ok();
+        // The bins share the upstream, so their chunks rarely form runs: all use the table.
+        let bin_added = self
+            .bins
+            .insert(at, FixedBlocks::new(config).without_runs())
+            .is_ok();
         let size_added = self.sizes.insert(at, size).is_ok();
         debug_assert!(bin_added && size_added);
         self.rebuild_classes();
@@ -430,7 +434,7 @@ impl<U: Upstream, M: MetaStorage, const BINS: usize> Binning<U, M, BINS> {
     #[inline]
     pub fn deallocate(&mut self, addr: u64, size: u64) -> Result<(), Error> {
         if let Some(i) = self.bin_for(size) {
-            match self.bins[i].deallocate(addr, size) {
+            match self.bins[i].deallocate_without_runs(addr, size) {
                 Err(Error::NotAllocated { .. }) => {}
                 done => return done,
             }

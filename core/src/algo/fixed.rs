@@ -594,6 +594,12 @@ impl FixedStats {
 ///   entries with growable metadata (as many as fit inline), and always an empty entry, so a
 ///   probe ends, and a lookup almost always reads one bucket: one cache line.
 ///
+/// - *Run mode*: while every chunk slot is live and the chunks' starts step by one power of
+///   two (at least `chunk_bytes`) in slot order, as they do when the upstream hands out
+///   consecutive ranges, an address's chunk is `(addr - base) >> shift`: no memory access.
+///   Any other chunk ends the run (the table, always kept, serves from then on); a run
+///   restarts when the first chunk or the last vacant slot is taken and the chunks line up.
+///
 /// Allocation is O(1) (plus one upstream call when no block is free); free is O(1); growing is
 /// O(`bpc`), plus O(chunks) when the table is rebuilt; [`trim`](Self::trim) is O(free blocks +
 /// chunks). A block's chunk slot comes from its index by a multiplication, and its place in
@@ -639,6 +645,16 @@ pub struct FixedBlocks<M: MetaStorage> {
     offset_mul: u64,
     /// `block_size × blocks_per_chunk`.
     chunk_bytes: u64,
+    /// Run mode, when `run_len > 0`: every chunk slot is live and slot `c` starts at
+    /// `run_base + (c << run_shift)` (a power-of-two stride of at least `chunk_bytes`), so
+    /// [`find_chunk`](Self::find_chunk) computes an address's chunk with no memory access.
+    /// `run_len` is then the number of slots; 0 otherwise (the table serves).
+    run_len: u32,
+    run_shift: u32,
+    run_base: u64,
+    /// Whether run mode may be used ([`Binning`](super::Binning)'s bins do without, so that
+    /// every bin takes the same path).
+    runs: bool,
     config: FixedConfig,
     blocks: M::Blocks,
     chunks: M::Chunks,
@@ -698,6 +714,10 @@ impl<M: MetaStorage> FixedBlocks<M> {
             offset_shift,
             offset_mul,
             chunk_bytes: config.chunk_bytes(),
+            run_len: 0,
+            run_shift: 0,
+            run_base: 0,
+            runs: true,
             config,
             blocks: M::Blocks::EMPTY,
             chunks: M::Chunks::EMPTY,
@@ -707,6 +727,13 @@ impl<M: MetaStorage> FixedBlocks<M> {
             live_blocks: 0,
             live_units: 0,
         }
+    }
+
+    /// The list with run mode off: every lookup uses the table (for lists that share an
+    /// upstream, like binning's bins, whose chunks rarely form a run).
+    pub(super) const fn without_runs(mut self) -> Self {
+        self.runs = false;
+        self
     }
 
     /// The configuration.
@@ -896,7 +923,27 @@ impl<M: MetaStorage> FixedBlocks<M> {
     /// ```
     #[inline(always)]
     pub fn deallocate(&mut self, addr: u64, size: u64) -> Result<(), Error> {
-        let Some((first, chunk_start)) = self.find_chunk(addr) else {
+        self.deallocate_with::<true>(addr, size)
+    }
+
+    /// [`deallocate`](Self::deallocate) for a list without runs ([`without_runs`]
+    /// (Self::without_runs)): straight to the table, without testing for run mode.
+    #[inline(always)]
+    pub(super) fn deallocate_without_runs(&mut self, addr: u64, size: u64) -> Result<(), Error> {
+        debug_assert!(!self.runs);
+        self.deallocate_with::<false>(addr, size)
+    }
+
+    /// [`deallocate`](Self::deallocate), looking the chunk up with run mode or with the
+    /// table only.
+    #[inline(always)]
+    fn deallocate_with<const RUNS: bool>(&mut self, addr: u64, size: u64) -> Result<(), Error> {
+        let found = if RUNS {
+            self.find_chunk(addr)
+        } else {
+            self.find_chunk_hashed(addr)
+        };
+        let Some((first, chunk_start)) = found else {
             return Err(Error::NotAllocated { addr });
         };
         let offset = addr - chunk_start;
@@ -971,6 +1018,20 @@ impl<M: MetaStorage> FixedBlocks<M> {
     /// The index of the first block and the start of the chunk that contains `addr`.
     #[inline(always)]
     fn find_chunk(&self, addr: u64) -> Option<(u32, u64)> {
+        if self.run_len != 0 {
+            // Run mode: arithmetic only.
+            let offset = addr.wrapping_sub(self.run_base);
+            let c = offset >> self.run_shift;
+            let within = offset - (c << self.run_shift);
+            return (c < u64::from(self.run_len) && within < self.chunk_bytes)
+                .then(|| (c as u32 * self.config.blocks_per_chunk, addr - within));
+        }
+        self.find_chunk_hashed(addr)
+    }
+
+    /// [`find_chunk`](Self::find_chunk) through the lookup table.
+    #[inline(always)]
+    fn find_chunk_hashed(&self, addr: u64) -> Option<(u32, u64)> {
         let buckets = self.buckets.as_slice();
         let n = buckets.len();
         if n == 0 {
@@ -1071,6 +1132,7 @@ impl<M: MetaStorage> FixedBlocks<M> {
             self.vacant_head = self.chunks.as_slice()[c as usize].next;
             c
         };
+        let extends_run = new_slot && self.run_extended_by(c, range.start);
         // The chunk's blocks, first to last, on top of the free stack.
         let first = c as usize * bpc;
         let below = self.free_head;
@@ -1091,6 +1153,19 @@ impl<M: MetaStorage> FixedBlocks<M> {
             next: NIL,
         };
         self.live_chunks += 1;
+        if extends_run {
+            if c == 1 {
+                self.run_shift = (range.start - self.run_base).trailing_zeros();
+            }
+            self.run_len += 1;
+        } else {
+            // Not O(chunks) per chunk: a run only ends here, or restarts when the first
+            // chunk or the last vacant slot is taken.
+            self.run_len = 0;
+            if c == 0 || self.vacant_head == NIL && !new_slot {
+                self.refresh_run();
+            }
+        }
         let granules = self.granules_of(range.start);
         // Needs at most what the worst case did, which was checked.
         let size = self.table_size_for(self.entries as usize + granules);
@@ -1100,6 +1175,55 @@ impl<M: MetaStorage> FixedBlocks<M> {
             _ => self.table_insert(c),
         }
         Ok(range)
+    }
+
+    /// Whether a new chunk in slot `c` (the last), starting at `start`, continues the run of
+    /// slots `0..c`.
+    fn run_extended_by(&self, c: u32, start: u64) -> bool {
+        if !self.runs || c == 0 || self.run_len != c {
+            return false;
+        }
+        if c == 1 {
+            // The second chunk sets the stride.
+            let stride = start.wrapping_sub(self.run_base);
+            return start > self.run_base && stride.is_power_of_two() && stride >= self.chunk_bytes;
+        }
+        (1u64 << self.run_shift)
+            .checked_mul(u64::from(c))
+            .and_then(|offset| self.run_base.checked_add(offset))
+            == Some(start)
+    }
+
+    /// Recomputes run mode from the chunk records: on when every slot is live and the starts
+    /// step by a power of two of at least `chunk_bytes` (any single chunk is a run). O(chunks).
+    fn refresh_run(&mut self) {
+        self.run_len = 0;
+        let chunks = self.chunks.as_slice();
+        if !self.runs || self.vacant_head != NIL || chunks.is_empty() {
+            return;
+        }
+        let base = chunks[0].start;
+        let shift = match chunks.get(1) {
+            None => self.chunk_bytes.next_power_of_two().trailing_zeros(),
+            Some(second) => {
+                let stride = second.start.wrapping_sub(base);
+                if second.start <= base || !stride.is_power_of_two() || stride < self.chunk_bytes {
+                    return;
+                }
+                stride.trailing_zeros()
+            }
+        };
+        let in_run = |(c, chunk): (usize, &ChunkMeta)| {
+            (1u64 << shift)
+                .checked_mul(c as u64)
+                .and_then(|offset| base.checked_add(offset))
+                == Some(chunk.start)
+        };
+        if chunks.iter().enumerate().all(in_run) {
+            self.run_base = base;
+            self.run_shift = shift;
+            self.run_len = chunks.len() as u32;
+        }
     }
 
     /// The number of buckets to rebuild the table with so that it holds `entries` entries, or
@@ -1186,6 +1310,8 @@ impl<M: MetaStorage> FixedBlocks<M> {
         }
         // 3. Their blocks leave the free stack; the table forgets them.
         if released > 0 {
+            // Vacant slots: no run until they are taken again.
+            self.run_len = 0;
             let (mut prev, mut at) = (END, self.free_head);
             while at != END {
                 let next = self.blocks.as_slice()[at as usize];
@@ -1235,6 +1361,7 @@ impl<M: MetaStorage> FixedBlocks<M> {
         self.free_head = END;
         self.hash_shift = 63;
         self.entries = 0;
+        self.run_len = 0;
         self.vacant_head = NIL;
         self.live_chunks = 0;
         self.live_blocks = 0;
@@ -1331,10 +1458,13 @@ impl<M: MetaStorage> FixedBlocks<M> {
             }
             live_chunks += 1;
             let found = Some((c as u32 * bpc, chunk.start));
-            if self.find_chunk(chunk.start) != found
-                || self.find_chunk(chunk.start + self.chunk_bytes - 1) != found
+            let last = chunk.start + self.chunk_bytes - 1;
+            if self.find_chunk_hashed(chunk.start) != found || self.find_chunk_hashed(last) != found
             {
                 return Err("lookup table does not find a chunk");
+            }
+            if self.find_chunk(chunk.start) != found || self.find_chunk(last) != found {
+                return Err("run mode does not find a chunk");
             }
             for &e in &blocks[c * bpc as usize..(c + 1) * bpc as usize] {
                 if e & ALLOCATED != 0 {
@@ -1413,6 +1543,23 @@ impl<M: MetaStorage> FixedBlocks<M> {
         }
         if vacant + live_chunks as usize != chunks.len() {
             return Err("vacant list misses a slot");
+        }
+        if self.run_len != 0 {
+            let stride = 1u64 << self.run_shift;
+            let in_run = chunks.iter().enumerate().all(|(c, chunk)| {
+                stride
+                    .checked_mul(c as u64)
+                    .and_then(|offset| self.run_base.checked_add(offset))
+                    == Some(chunk.start)
+            });
+            if !self.runs
+                || vacant != 0
+                || self.run_len as usize != chunks.len()
+                || stride < self.chunk_bytes
+                || !in_run
+            {
+                return Err("run mode on without a run");
+            }
         }
         Ok(())
     }
@@ -2101,5 +2248,94 @@ mod tests {
         assert_eq!(l.trim(&mut up).unwrap(), 12 * 4 * 768);
         assert_eq!(up.in_use(), 0);
         l.audit().unwrap();
+    }
+
+    #[test]
+    fn run_mode_follows_the_chunks() {
+        // Contiguous chunks: a run of stride chunk_bytes.
+        let mut up = SimUpstream::new(1 << 30);
+        let mut l = FixedBlocks::<Heap>::new(FixedConfig::new(1024, 4).unwrap());
+        let blocks: alloc::vec::Vec<Range> = (0..12)
+            .map(|_| l.allocate(&mut up, 1024, 256).unwrap())
+            .collect();
+        assert_eq!((l.run_len, l.run_shift), (3, 12));
+        l.audit().unwrap();
+        let end = blocks[11].end();
+        for addr in [
+            blocks[0].start - 256,
+            end,
+            end + 4096,
+            blocks[5].start + 256,
+        ] {
+            assert!(matches!(
+                l.deallocate(addr, 1024),
+                Err(Error::NotAllocated { .. })
+            ));
+        }
+        for r in &blocks {
+            assert!(l.contains(r.start));
+        }
+        // Trimming a chunk leaves a vacant slot: no run; taking it again restores the run.
+        for r in &blocks[4..8] {
+            l.deallocate(r.start, 1024).unwrap();
+        }
+        assert_eq!(l.trim(&mut up).unwrap(), 4096);
+        assert_eq!(l.run_len, 0);
+        l.audit().unwrap();
+        assert!(!l.contains(blocks[4].start));
+        for r in &blocks[4..8] {
+            assert_eq!(l.allocate(&mut up, 1024, 256).unwrap().start, r.start);
+        }
+        assert_eq!(l.run_len, 3);
+        l.audit().unwrap();
+        // A chunk off the stride ends the run; the table takes over.
+        let spacer = up.allocate(256, 256).unwrap();
+        l.allocate(&mut up, 1024, 256).unwrap();
+        assert_eq!(l.run_len, 0);
+        l.audit().unwrap();
+        for r in &blocks {
+            l.deallocate(r.start, 1024).unwrap();
+        }
+        l.audit().unwrap();
+        up.deallocate(spacer).unwrap();
+
+        // A power-of-two stride above the chunk size (chunks spaced out), and gaps rejected.
+        struct Spaced(SimUpstream);
+        impl Upstream for Spaced {
+            fn allocate(&mut self, size: u64, align: u64) -> Result<Range, Error> {
+                let r = self.0.allocate(size, align)?;
+                self.0.allocate(size, align)?; // the gap after the chunk
+                Ok(r)
+            }
+            fn deallocate(&mut self, range: Range) -> Result<(), Error> {
+                self.0.deallocate(range)
+            }
+        }
+        let mut up = Spaced(SimUpstream::new(1 << 30));
+        let mut l = FixedBlocks::<Heap>::new(FixedConfig::new(256, 2).unwrap());
+        let blocks: alloc::vec::Vec<Range> = (0..6)
+            .map(|_| l.allocate(&mut up, 256, 256).unwrap())
+            .collect();
+        assert_eq!((l.run_len, l.run_shift), (3, 10));
+        l.audit().unwrap();
+        for r in &blocks {
+            let gap = r.start + 1024;
+            if !blocks.iter().any(|b| b.start == gap) {
+                assert_eq!(
+                    l.deallocate(gap, 256),
+                    Err(Error::NotAllocated { addr: gap })
+                );
+            }
+            l.deallocate(r.start, 256).unwrap();
+        }
+        l.audit().unwrap();
+
+        // Binning's bins never use runs.
+        let list = FixedBlocks::<Heap>::new(FixedConfig::new(256, 2).unwrap()).without_runs();
+        let mut up = SimUpstream::new(1 << 30);
+        let mut list = list;
+        list.allocate(&mut up, 256, 256).unwrap();
+        assert_eq!(list.run_len, 0);
+        list.audit().unwrap();
     }
 }
