@@ -3,7 +3,7 @@
 use strata_core::algo::ArenaConfig;
 use strata_core::resources::{Arena, NoOrdering};
 use strata_core::sim_stream::SimStreams;
-use strata_core::{Error, MemoryResource, SimUpstream, StreamKey, StreamOrder};
+use strata_core::{Error, MemoryResource, Range, SimUpstream, StreamKey, StreamOrder};
 
 const MIB: u64 = 1 << 20;
 const S1: StreamKey = StreamKey(1);
@@ -228,4 +228,115 @@ fn drop_gives_the_arena_back() {
         a.allocate(4096, 256, S1).unwrap();
     }
     assert_eq!(sim.in_use(), 0);
+}
+
+#[test]
+fn a_small_request_takes_back_one_superblock_and_a_large_one_all() {
+    let st = SimStreams::new();
+    let a = arena(4 * MIB, &st);
+    // S1 takes the whole arena, a superblock at a time, and frees three of them.
+    let blocks: Vec<u64> = (0..4)
+        .map(|_| st.allocate(&a, MIB, 256, S1).unwrap())
+        .collect();
+    for &b in &blocks[..3] {
+        st.deallocate(&a, b, MIB, 256, S1).unwrap();
+    }
+    assert_eq!(a.stats().superblocks, 4);
+    // S2 needs one superblock: one of S1's free ones goes back (ordered), not all three.
+    let x = st.allocate(&a, 4096, 256, S2).unwrap();
+    assert_eq!(a.stats().superblocks, 4);
+    assert_eq!(a.free_bytes_on(S1), 2 * MIB);
+    // A 2 MiB request needs neighbours to merge: every wholly free superblock goes back.
+    let big = st.allocate(&a, 2 * MIB, 256, S3);
+    assert!(big.is_ok() || matches!(big, Err(Error::OutOfMemory { .. })));
+    assert_eq!(a.free_bytes_on(S1), 0);
+    assert!(st.violations().is_empty(), "{:?}", st.violations());
+    a.audit().unwrap();
+    st.deallocate(&a, x, 4096, 256, S2).unwrap();
+    st.deallocate(&a, blocks[3], MIB, 256, S1).unwrap();
+    if let Ok(b) = big {
+        st.deallocate(&a, b, 2 * MIB, 256, S3).unwrap();
+    }
+    a.audit().unwrap();
+}
+
+#[test]
+fn a_refusal_with_nothing_to_reclaim_changes_nothing() {
+    let st = SimStreams::new();
+    let a = arena(2 * MIB, &st);
+    let x = st.allocate(&a, MIB, 256, S1).unwrap();
+    let y = st.allocate(&a, MIB, 256, S2).unwrap();
+    let before = a.stats();
+    // Full, nothing free anywhere: refused, with the totals, again and again.
+    for _ in 0..3 {
+        assert_eq!(
+            st.allocate(&a, 4096, 256, S1),
+            Err(Error::OutOfMemory {
+                requested: 4096,
+                largest_free: 0,
+                total_free: 0
+            })
+        );
+    }
+    assert_eq!(a.stats(), before);
+    st.deallocate(&a, x, MIB, 256, S1).unwrap();
+    // Now S1's superblock is wholly free: S2 gets it back (ordered after S1, through the
+    // shared stream).
+    let z = st.allocate(&a, 4096, 256, S2).unwrap();
+    assert!(Range::new(x, MIB).contains(z));
+    assert!(st.violations().is_empty(), "{:?}", st.violations());
+    st.deallocate(&a, z, 4096, 256, S2).unwrap();
+    st.deallocate(&a, y, MIB, 256, S2).unwrap();
+    a.audit().unwrap();
+}
+
+#[test]
+fn threads_under_memory_pressure_keep_every_invariant() {
+    // Four threads on their own streams in an arena of eight superblocks: superblocks move
+    // between sub-arenas and the global arena all the time, large blocks come and go, and a
+    // seventh of the blocks are freed on another stream.
+    let st = SimStreams::new();
+    let a = arena(8 * MIB, &st);
+    std::thread::scope(|scope| {
+        for t in 1..=4u64 {
+            let (st, a) = (&st, &a);
+            scope.spawn(move || {
+                let me = StreamKey(t);
+                let mut live: Vec<(u64, u64)> = Vec::new();
+                let mut x = t.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                for _ in 0..3000u64 {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    if live.len() < 8 && (x % 3 != 0 || live.is_empty()) {
+                        let size = if x % 16 == 0 {
+                            MIB + 256 * (x % 4096)
+                        } else {
+                            256 * (1 + x % 2048)
+                        };
+                        match st.allocate(a, size, 256, me) {
+                            Ok(b) => live.push((b, size)),
+                            Err(Error::OutOfMemory { .. }) => {}
+                            Err(e) => panic!("{e}"),
+                        }
+                    } else {
+                        let (b, size) = live.swap_remove((x % live.len() as u64) as usize);
+                        let on = if x % 7 == 0 { StreamKey(1 + t % 4) } else { me };
+                        if on != me {
+                            st.order_after(on, me).unwrap();
+                        }
+                        st.deallocate(a, b, size, 256, on).unwrap();
+                    }
+                }
+                for (b, size) in live {
+                    st.deallocate(a, b, size, 256, me).unwrap();
+                }
+            });
+        }
+    });
+    assert!(st.violations().is_empty(), "{:?}", &st.violations()[..1]);
+    a.audit().unwrap();
+    let s = a.stats();
+    assert_eq!(s.large_bytes, 0);
+    assert!(s.returns > 0, "superblocks went back under pressure");
 }

@@ -398,7 +398,7 @@ type TestArena = Arena<SimUpstream, SUBS>;
 /// superblocks back to the global arena.
 fn arena_snapshot(a: &TestArena) -> (Vec<Range>, Vec<(u64, u64)>, u64, u64) {
     (
-        a.global().superblocks().to_vec(),
+        a.global().superblocks().collect(),
         (0..SUBS)
             .map(|i| {
                 let s = a.sub_arena(i).unwrap();

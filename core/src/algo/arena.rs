@@ -29,10 +29,15 @@
 //!
 //! # Out of memory
 //!
-//! When a request fails for lack of memory, the wholly free superblocks of **every** sub-arena
-//! go back to the global arena (where they merge with their free neighbours), and the request
-//! is tried once more; then [`Error::OutOfMemory`] reports the request, the largest free block
-//! and the free bytes over the global arena and all sub-arenas.
+//! When a request fails for lack of memory, wholly free superblocks go back to the global arena
+//! (where they merge with their free neighbours), and the request is tried once more; then
+//! [`Error::OutOfMemory`] reports the request, the largest free block and the free bytes over
+//! the global arena and all sub-arenas. A request that may need free neighbours to merge (a
+//! large one) gets back the wholly free superblocks of **every** sub-arena, as in RMM; one that
+//! a single superblock serves needs just one, from another sub-arena (a wholly free one of its
+//! own would have served it). A sub-arena in which nothing was freed since its last search
+//! is not searched again ([`SubArena::take_free_superblock`]), so a refusal costs no more than
+//! the memory that could come back.
 //!
 //! # Locking: how a thread-safe resource composes these
 //!
@@ -42,19 +47,22 @@
 //!
 //! - *small allocation*: lock the caller's sub-arena and call [`SubArena::try_allocate`]. That
 //!   serves almost every request, with no other lock. On `Ok(None)`, keep the sub-arena lock,
-//!   lock the global arena and call [`SubArena::allocate`] (which takes a superblock).
+//!   lock the global arena for [`GlobalArena::acquire_superblock`] alone, unlock it, and
+//!   [`SubArena::add_superblock`] (O(superblocks held)) with the sub-arena's lock only.
 //! - *large allocation* ([`ArenaConfig::handles`], known without a lock): lock the global arena
 //!   only; [`GlobalArena::allocate`].
 //! - *small free*: lock the caller's sub-arena; if [`SubArena::owns`] the address, free it
 //!   there. Else (a block freed by another thread) lock the other sub-arenas **one at a time**
 //!   and free it in the one that owns it. Never hold two sub-arena locks at once.
 //! - *large free*: lock the global arena only; [`GlobalArena::deallocate`].
-//! - *out of memory*: drop every lock; then for each sub-arena in turn lock it, lock the global
-//!   arena, call [`SubArena::release_free_superblocks`], unlock both; retry once.
+//! - *out of memory*: drop every lock; then for each sub-arena in turn lock it and collect its
+//!   wholly free superblocks with [`SubArena::take_free_superblock`], unlock it, lock the
+//!   global arena and [`GlobalArena::release_superblock`] them; retry once.
 //!
 //! The lock order is always *a sub-arena, then the global arena*, and no one holds two
 //! sub-arena locks, so there is no deadlock. The global lock is taken only to move a
-//! superblock (at least 1 MiB at a time) and for large requests.
+//! superblock (at least 1 MiB at a time: O(log superblocks) with growable metadata) and for
+//! large requests.
 //!
 //! ```
 //! use strata_core::algo::{Arena, ArenaConfig};
@@ -76,7 +84,7 @@
 
 use core::fmt;
 
-use super::{CoalescingList, MetaVec};
+use super::CoalescingList;
 use crate::{DEFAULT_ALIGNMENT, Error, Range, Upstream, align_down, align_up, check_alignment};
 
 /// The smallest superblock: 1 MiB (RMM's minimum).
@@ -165,97 +173,136 @@ impl ArenaConfig {
     }
 }
 
-/// A sorted set of ranges, inline (`N > 0`) or on the heap (`N == 0`, feature `alloc`): the
-/// same convention as [`CoalescingList`].
-struct RangeSet<const N: usize> {
+/// The superblocks the sub-arenas hold, by start: a sorted array inline (`N > 0`: at most `N`,
+/// so its O(n) insertion is bounded), or a B-tree on the heap (`N == 0`, feature `alloc`:
+/// O(log n) whatever the count). The same convention as [`CoalescingList`].
+struct SuperblockSet<const N: usize> {
     fixed: heapless::Vec<Range, N>,
     #[cfg(feature = "alloc")]
-    heap: alloc::vec::Vec<Range>,
+    tree: alloc::collections::BTreeMap<u64, u64>,
 }
 
-impl<const N: usize> RangeSet<N> {
+impl<const N: usize> SuperblockSet<N> {
     const fn new() -> Self {
         Self {
             fixed: heapless::Vec::new(),
             #[cfg(feature = "alloc")]
-            heap: alloc::vec::Vec::new(),
+            tree: alloc::collections::BTreeMap::new(),
         }
     }
 
-    fn vec(&self) -> &dyn MetaVecRange {
+    /// Whether the heap (the tree) holds the set.
+    #[inline]
+    const fn on_heap() -> bool {
+        cfg!(feature = "alloc") && N == 0
+    }
+
+    /// The superblock starting at `start`.
+    #[inline]
+    fn get(&self, start: u64) -> Option<Range> {
         #[cfg(feature = "alloc")]
-        if N == 0 {
-            return &self.heap;
+        if Self::on_heap() {
+            return self.tree.get(&start).map(|&len| Range::new(start, len));
         }
-        &self.fixed
-    }
-
-    fn vec_mut(&mut self) -> &mut dyn MetaVecRange {
-        #[cfg(feature = "alloc")]
-        if N == 0 {
-            return &mut self.heap;
-        }
-        &mut self.fixed
-    }
-
-    fn as_slice(&self) -> &[Range] {
-        self.vec().slice()
-    }
-
-    /// The index of the range starting at `start`.
-    fn find(&self, start: u64) -> Option<usize> {
-        self.as_slice()
+        self.fixed
             .binary_search_by_key(&start, |r| r.start)
             .ok()
+            .map(|i| self.fixed[i])
+    }
+
+    fn len(&self) -> usize {
+        #[cfg(feature = "alloc")]
+        if Self::on_heap() {
+            return self.tree.len();
+        }
+        self.fixed.len()
     }
 
     fn has_room(&self) -> bool {
-        self.vec().room() > 0
+        Self::on_heap() || !self.fixed.is_full()
     }
 
     fn capacity(&self) -> usize {
-        self.vec().cap().unwrap_or(usize::MAX)
+        if Self::on_heap() { usize::MAX } else { N }
     }
 
-    /// Inserts `range` in order; the caller checked [`has_room`](Self::has_room).
+    /// Inserts `range`; the caller checked [`has_room`](Self::has_room) and that no superblock
+    /// starts there.
     fn insert(&mut self, range: Range) {
-        let at = self.as_slice().partition_point(|r| r.start < range.start);
-        let inserted = self.vec_mut().put(at, range);
+        #[cfg(feature = "alloc")]
+        if Self::on_heap() {
+            let old = self.tree.insert(range.start, range.len);
+            debug_assert!(old.is_none());
+            return;
+        }
+        let at = self.fixed.partition_point(|r| r.start < range.start);
+        let inserted = self.fixed.insert(at, range);
         debug_assert!(inserted.is_ok(), "room was checked");
     }
 
-    fn remove(&mut self, index: usize) -> Range {
-        self.vec_mut().take(index)
+    /// Removes the superblock starting at `start`.
+    fn remove(&mut self, start: u64) -> Option<Range> {
+        #[cfg(feature = "alloc")]
+        if Self::on_heap() {
+            return self.tree.remove(&start).map(|len| Range::new(start, len));
+        }
+        let i = self.fixed.binary_search_by_key(&start, |r| r.start).ok()?;
+        Some(self.fixed.remove(i))
+    }
+
+    fn iter(&self) -> Superblocks<'_> {
+        #[cfg(feature = "alloc")]
+        if Self::on_heap() {
+            return Superblocks(SuperblocksInner::Tree(self.tree.iter()));
+        }
+        Superblocks(SuperblocksInner::Fixed(self.fixed.iter()))
     }
 }
 
-/// [`MetaVec<Range>`] made object safe, so [`RangeSet`] can pick its storage at run time by
-/// `N` (known at compile time, so the choice folds away).
-trait MetaVecRange {
-    fn slice(&self) -> &[Range];
-    fn room(&self) -> usize;
-    fn cap(&self) -> Option<usize>;
-    fn put(&mut self, at: usize, range: Range) -> Result<(), Error>;
-    fn take(&mut self, at: usize) -> Range;
+/// The superblocks a [`GlobalArena`] has handed out, in address order (see
+/// [`GlobalArena::superblocks`]).
+///
+/// ```
+/// let mut g: strata_core::algo::GlobalArena =
+///     strata_core::algo::GlobalArena::new(strata_core::Range::new(0, 4 << 20), 1 << 20)?;
+/// let a = g.acquire_superblock(1, 256)?;
+/// let b = g.acquire_superblock(1, 256)?;
+/// let all: Vec<_> = g.superblocks().collect();
+/// assert_eq!(all, [a.min(b), a.max(b)]);
+/// assert_eq!(g.superblocks().len(), 2);
+/// # Ok::<(), strata_core::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Superblocks<'a>(SuperblocksInner<'a>);
+
+#[derive(Debug, Clone)]
+enum SuperblocksInner<'a> {
+    Fixed(core::slice::Iter<'a, Range>),
+    #[cfg(feature = "alloc")]
+    Tree(alloc::collections::btree_map::Iter<'a, u64, u64>),
 }
 
-impl<V: MetaVec<Range>> MetaVecRange for V {
-    fn slice(&self) -> &[Range] {
-        self.as_slice()
+impl Iterator for Superblocks<'_> {
+    type Item = Range;
+
+    fn next(&mut self) -> Option<Range> {
+        match &mut self.0 {
+            SuperblocksInner::Fixed(it) => it.next().copied(),
+            #[cfg(feature = "alloc")]
+            SuperblocksInner::Tree(it) => it.next().map(|(&start, &len)| Range::new(start, len)),
+        }
     }
-    fn room(&self) -> usize {
-        self.spare()
-    }
-    fn cap(&self) -> Option<usize> {
-        self.limit()
-    }
-    fn put(&mut self, at: usize, range: Range) -> Result<(), Error> {
-        self.insert(at, range)
-    }
-    fn take(&mut self, at: usize) -> Range {
-        self.remove(at)
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        match &self.0 {
+            SuperblocksInner::Fixed(it) => it.size_hint(),
+            #[cfg(feature = "alloc")]
+            SuperblocksInner::Tree(it) => it.size_hint(),
+        }
     }
 }
+
+impl ExactSizeIterator for Superblocks<'_> {}
 
 /// The global arena: one range taken from the upstream, split into superblocks for the
 /// sub-arenas and into large blocks for requests above the superblock size.
@@ -287,8 +334,8 @@ pub struct GlobalArena<const N: usize = 0, const P: usize = 0> {
     arena: Range,
     superblock_size: u64,
     list: CoalescingList<N, P>,
-    /// The superblocks held by sub-arenas, sorted by start.
-    superblocks: RangeSet<N>,
+    /// The superblocks held by sub-arenas.
+    superblocks: SuperblockSet<N>,
     superblock_bytes: u64,
 }
 
@@ -340,7 +387,7 @@ impl<const N: usize, const P: usize> GlobalArena<N, P> {
             arena,
             superblock_size: config.superblock_size,
             list,
-            superblocks: RangeSet::new(),
+            superblocks: SuperblockSet::new(),
             superblock_bytes: 0,
         })
     }
@@ -425,7 +472,7 @@ impl<const N: usize, const P: usize> GlobalArena<N, P> {
     /// ```
     #[inline]
     pub fn deallocate(&mut self, addr: u64, size: u64) -> Result<(), Error> {
-        if self.superblocks.find(addr).is_some() {
+        if self.superblocks.get(addr).is_some() {
             return Err(Error::NotAllocated { addr });
         }
         self.list.deallocate(addr, size)
@@ -442,7 +489,7 @@ impl<const N: usize, const P: usize> GlobalArena<N, P> {
     /// ```
     #[inline]
     pub fn is_large(&self, addr: u64) -> bool {
-        self.list.is_live(addr) && self.superblocks.find(addr).is_none()
+        self.list.is_live(addr) && self.superblocks.get(addr).is_none()
     }
 
     /// Takes a superblock big enough for a request of `size` bytes aligned to `align`:
@@ -502,12 +549,11 @@ impl<const N: usize, const P: usize> GlobalArena<N, P> {
     /// # Ok::<(), strata_core::Error>(())
     /// ```
     pub fn release_superblock(&mut self, superblock: Range) -> Result<(), Error> {
-        let Some(at) = self.superblocks.find(superblock.start) else {
+        let Some(recorded) = self.superblocks.get(superblock.start) else {
             return Err(Error::NotAllocated {
                 addr: superblock.start,
             });
         };
-        let recorded = self.superblocks.as_slice()[at];
         if recorded.len != superblock.len {
             return Err(Error::SizeMismatch {
                 addr: superblock.start,
@@ -518,7 +564,7 @@ impl<const N: usize, const P: usize> GlobalArena<N, P> {
         let freed = self.list.deallocate(recorded.start, recorded.len);
         debug_assert!(freed.is_ok(), "a recorded superblock is live in the list");
         freed?;
-        self.superblocks.remove(at);
+        self.superblocks.remove(recorded.start);
         self.superblock_bytes -= recorded.len;
         self.debug_check_bytes();
         Ok(())
@@ -570,7 +616,7 @@ impl<const N: usize, const P: usize> GlobalArena<N, P> {
     /// # Ok::<(), strata_core::Error>(())
     /// ```
     pub fn superblock_count(&self) -> usize {
-        self.superblocks.as_slice().len()
+        self.superblocks.len()
     }
 
     /// Bytes of the superblocks the sub-arenas hold.
@@ -586,17 +632,30 @@ impl<const N: usize, const P: usize> GlobalArena<N, P> {
         self.superblock_bytes
     }
 
-    /// The superblocks the sub-arenas hold, sorted by address.
+    /// The superblocks the sub-arenas hold, in address order.
     ///
     /// ```
     /// let mut g: strata_core::algo::GlobalArena =
     ///     strata_core::algo::GlobalArena::new(strata_core::Range::new(0, 4 << 20), 1 << 20)?;
     /// let s = g.acquire_superblock(1, 256)?;
-    /// assert_eq!(g.superblocks(), &[s]);
+    /// assert!(g.superblocks().eq([s]));
     /// # Ok::<(), strata_core::Error>(())
     /// ```
-    pub fn superblocks(&self) -> &[Range] {
-        self.superblocks.as_slice()
+    pub fn superblocks(&self) -> Superblocks<'_> {
+        self.superblocks.iter()
+    }
+
+    /// The superblock starting at `start`, if one does. O(log superblocks) (O(N) inline).
+    ///
+    /// ```
+    /// let mut g: strata_core::algo::GlobalArena =
+    ///     strata_core::algo::GlobalArena::new(strata_core::Range::new(0, 4 << 20), 1 << 20)?;
+    /// let s = g.acquire_superblock(1, 256)?;
+    /// assert_eq!((g.superblock_at(s.start), g.superblock_at(s.start + 256)), (Some(s), None));
+    /// # Ok::<(), strata_core::Error>(())
+    /// ```
+    pub fn superblock_at(&self, start: u64) -> Option<Range> {
+        self.superblocks.get(start)
     }
 
     /// Bytes of the live large blocks.
@@ -654,17 +713,20 @@ impl<const N: usize, const P: usize> GlobalArena<N, P> {
         if self.list.chunk_count() != 1 || self.list.chunk_bytes() != self.arena.len {
             return Err("the global list does not hold exactly the arena");
         }
-        let sbs = self.superblocks.as_slice();
-        if sbs.windows(2).any(|w| w[0].end() > w[1].start) {
-            return Err("superblocks unsorted or overlapping");
+        let mut prev: Option<Range> = None;
+        for s in self.superblocks() {
+            if prev.is_some_and(|p| p.end() > s.start) {
+                return Err("superblocks unsorted or overlapping");
+            }
+            prev = Some(s);
         }
-        if sbs
-            .iter()
-            .any(|s| self.list.live_block(s.start) != Some(*s))
+        if self
+            .superblocks()
+            .any(|s| self.list.live_block(s.start) != Some(s))
         {
             return Err("a superblock is not a live block of the global list");
         }
-        if sbs.iter().map(|s| s.len).sum::<u64>() != self.superblock_bytes {
+        if self.superblocks().map(|s| s.len).sum::<u64>() != self.superblock_bytes {
             return Err("superblock bytes do not match the superblocks");
         }
         if self.free_bytes() + self.superblock_bytes + self.large_bytes() != self.arena.len {
@@ -695,6 +757,9 @@ impl<const N: usize, const P: usize> GlobalArena<N, P> {
 /// ```
 pub struct SubArena<const N: usize = 0, const P: usize = 0> {
     list: CoalescingList<N, P>,
+    /// Whether a superblock may have become wholly free since the last full search for one
+    /// (a block was freed, or a superblock added): when not, the search costs nothing.
+    maybe_free: bool,
 }
 
 impl<const N: usize, const P: usize> fmt::Debug for SubArena<N, P> {
@@ -708,8 +773,7 @@ impl<const N: usize, const P: usize> fmt::Debug for SubArena<N, P> {
     }
 }
 
-#[cfg(feature = "alloc")]
-impl Default for SubArena<0, 0> {
+impl<const N: usize, const P: usize> Default for SubArena<N, P> {
     fn default() -> Self {
         Self::new()
     }
@@ -725,6 +789,7 @@ impl<const N: usize, const P: usize> SubArena<N, P> {
     pub const fn new() -> Self {
         Self {
             list: CoalescingList::with_fixed_capacity(),
+            maybe_free: false,
         }
     }
 
@@ -788,7 +853,7 @@ impl<const N: usize, const P: usize> SubArena<N, P> {
             return Ok(r);
         }
         let superblock = global.acquire_superblock(size, align)?;
-        if let Err(e) = self.list.add_chunk(superblock) {
+        if let Err(e) = self.add_superblock(superblock) {
             let back = global.release_superblock(superblock);
             debug_assert!(back.is_ok());
             return Err(e);
@@ -802,6 +867,61 @@ impl<const N: usize, const P: usize> SubArena<N, P> {
                 Err(e)
             }
         }
+    }
+
+    /// Adds a superblock taken from a global arena with [`GlobalArena::acquire_superblock`]
+    /// (all free): the part of [`allocate`](Self::allocate) that needs no global arena, so
+    /// that a thread-safe resource holds the global arena's lock only for the exchange itself.
+    ///
+    /// # Errors
+    ///
+    /// As [`CoalescingList::add_chunk`]: [`Error::MetadataExhausted`] when two nodes are not
+    /// available, [`Error::Unsupported`] for a range that overlaps a superblock held (and the
+    /// alignment errors for a range that is not a superblock). Nothing changes on error: give
+    /// the superblock back with [`GlobalArena::release_superblock`].
+    ///
+    /// ```
+    /// use strata_core::algo::{GlobalArena, SubArena};
+    /// let mut global: GlobalArena = GlobalArena::new(strata_core::Range::new(0, 4 << 20), 1 << 20)?;
+    /// let mut sub: SubArena = SubArena::new();
+    /// let superblock = global.acquire_superblock(4096, 256)?; // under the global arena's lock
+    /// sub.add_superblock(superblock)?; // under the sub-arena's lock only
+    /// assert_eq!(sub.try_allocate(4096, 256)?.map(|r| r.len), Some(4096));
+    /// assert!(sub.add_superblock(superblock).is_err()); // held already: refused
+    /// # Ok::<(), strata_core::Error>(())
+    /// ```
+    pub fn add_superblock(&mut self, superblock: Range) -> Result<(), Error> {
+        self.list.add_chunk(superblock)?;
+        self.maybe_free = true;
+        Ok(())
+    }
+
+    /// Removes one wholly free superblock and returns it (give it back with
+    /// [`GlobalArena::release_superblock`]); `None` when none is. Costs nothing when no block
+    /// was freed (and no superblock added) since the last call that returned `None`; else
+    /// O(superblocks) at most.
+    ///
+    /// ```
+    /// use strata_core::algo::{GlobalArena, SubArena};
+    /// let mut global: GlobalArena = GlobalArena::new(strata_core::Range::new(0, 4 << 20), 1 << 20)?;
+    /// let mut sub: SubArena = SubArena::new();
+    /// let r = sub.allocate(&mut global, 256, 256)?;
+    /// assert_eq!(sub.take_free_superblock(), None); // in use
+    /// sub.deallocate(r.start, 256)?;
+    /// let superblock = sub.take_free_superblock().unwrap();
+    /// global.release_superblock(superblock)?;
+    /// assert_eq!((sub.superblock_bytes(), global.free_bytes()), (0, 4 << 20));
+    /// # Ok::<(), strata_core::Error>(())
+    /// ```
+    pub fn take_free_superblock(&mut self) -> Option<Range> {
+        if !self.maybe_free {
+            return None;
+        }
+        let taken = self.list.take_free_chunk();
+        if taken.is_none() {
+            self.maybe_free = false;
+        }
+        taken
     }
 
     /// Frees a block of this sub-arena.
@@ -823,7 +943,9 @@ impl<const N: usize, const P: usize> SubArena<N, P> {
     /// ```
     #[inline]
     pub fn deallocate(&mut self, addr: u64, size: u64) -> Result<(), Error> {
-        self.list.deallocate(addr, size)
+        self.list.deallocate(addr, size)?;
+        self.maybe_free = true;
+        Ok(())
     }
 
     /// Whether a live block of this sub-arena starts at `addr`. O(1).
@@ -876,10 +998,10 @@ impl<const N: usize, const P: usize> SubArena<N, P> {
         global: &mut GlobalArena<GN, GP>,
     ) -> Result<u64, Error> {
         let mut released = 0;
-        while let Some(superblock) = self.list.take_free_chunk() {
+        while let Some(superblock) = self.take_free_superblock() {
             if let Err(e) = global.release_superblock(superblock) {
                 // The chunk's nodes were just released, so adding it back cannot fail.
-                let back = self.list.add_chunk(superblock);
+                let back = self.add_superblock(superblock);
                 debug_assert!(back.is_ok());
                 return Err(e);
             }
@@ -968,8 +1090,9 @@ enum Owner {
 ///
 /// Requests above the superblock size go to the global arena; the others to the sub-arena
 /// named by the caller. A free may name any sub-arena: a block of another is found (RMM
-/// allows a block to be freed by another thread). On out of memory, every sub-arena's wholly
-/// free superblocks go back to the global arena and the request is retried once. Dropping an
+/// allows a block to be freed by another thread). On out of memory, wholly free superblocks go
+/// back to the global arena (see the module's *Out of memory*) and the request is retried
+/// once. Dropping an
 /// `Arena` gives the arena's range back to the upstream.
 ///
 /// `N`, `P`: node and partition capacities of every coalescing list (0: on the heap).
@@ -1043,8 +1166,8 @@ impl<U: Upstream, const S: usize, const N: usize, const P: usize> Arena<U, S, N,
     }
 
     /// Allocates `size` bytes aligned to `align` for sub-arena `sub` (or, above the superblock
-    /// size, from the global arena). On out of memory, reclaims every wholly free superblock
-    /// and retries once.
+    /// size, from the global arena). On out of memory, reclaims wholly free superblocks (every
+    /// one for a large request, one from another sub-arena for a small one) and retries once.
     ///
     /// # Errors
     ///
@@ -1075,7 +1198,22 @@ impl<U: Upstream, const S: usize, const N: usize, const P: usize> Arena<U, S, N,
             Err(Error::OutOfMemory { .. }) => {}
             done => return done,
         }
-        self.reclaim()?;
+        // A request that one superblock serves needs one superblock back, from another
+        // sub-arena (a wholly free one of its own would have served it). If nothing came back
+        // (nothing was freed since the last search found nothing), the retry would fail the
+        // same way.
+        let one = !self.global.handles(size)
+            && align_up(size, DEFAULT_ALIGNMENT)
+                .and_then(|s| s.checked_add(align.saturating_sub(DEFAULT_ALIGNMENT)))
+                .is_some_and(|need| need <= self.global.superblock_size());
+        let moved = if one {
+            self.reclaim_one(sub)?
+        } else {
+            self.reclaim()?
+        };
+        if moved == 0 {
+            return Err(self.out_of_memory(size));
+        }
         match self.try_once(sub, size, align) {
             Err(Error::OutOfMemory { .. }) => Err(self.out_of_memory(size)),
             done => done,
@@ -1166,6 +1304,25 @@ impl<U: Upstream, const S: usize, const N: usize, const P: usize> Arena<U, S, N,
         }
     }
 
+    /// Gives one wholly free superblock of a sub-arena other than `sub` back to the global
+    /// arena; returns its bytes (0 when there is none).
+    fn reclaim_one(&mut self, sub: usize) -> Result<u64, Error> {
+        for (j, other) in self.subs.iter_mut().enumerate() {
+            if j == sub {
+                continue;
+            }
+            if let Some(superblock) = other.take_free_superblock() {
+                if let Err(e) = self.global.release_superblock(superblock) {
+                    let back = other.add_superblock(superblock);
+                    debug_assert!(back.is_ok());
+                    return Err(e);
+                }
+                return Ok(superblock.len);
+            }
+        }
+        Ok(0)
+    }
+
     /// Gives every wholly free superblock of every sub-arena back to the global arena;
     /// returns the bytes moved. [`allocate`](Self::allocate) does this on out of memory.
     ///
@@ -1247,13 +1404,7 @@ impl<U: Upstream, const S: usize, const N: usize, const P: usize> Arena<U, S, N,
             sub.audit()?;
             for sb in sub.superblocks() {
                 held += 1;
-                if self
-                    .global
-                    .superblocks
-                    .find(sb.start)
-                    .map(|i| self.global.superblocks()[i])
-                    != Some(sb)
-                {
+                if self.global.superblock_at(sb.start) != Some(sb) {
                     return Err("a sub-arena holds a superblock the global arena does not record");
                 }
             }
@@ -1265,7 +1416,7 @@ impl<U: Upstream, const S: usize, const N: usize, const P: usize> Arena<U, S, N,
             if self
                 .subs
                 .iter()
-                .filter(|s| s.superblocks().any(|c| c == *sb))
+                .filter(|s| s.superblocks().any(|c| c == sb))
                 .count()
                 != 1
             {
@@ -1297,7 +1448,7 @@ mod tests {
     /// Everything observable about an arena's state.
     fn snapshot<const S: usize>(a: &Arena<SimUpstream, S>) -> Snapshot {
         (
-            a.global().superblocks().to_vec(),
+            a.global().superblocks().collect(),
             a.subs
                 .iter()
                 .map(|s| (s.live_bytes(), s.free_bytes(), s.superblock_bytes()))
@@ -1365,7 +1516,7 @@ mod tests {
         let freed = a.allocate(0, 512, 256).unwrap();
         a.deallocate(0, freed.start, 512).unwrap();
         let large = a.allocate(1, 2 * MIB, 256).unwrap();
-        let superblock = a.global().superblocks()[0];
+        let superblock = a.global().superblocks().next().unwrap();
         let before = snapshot(&a);
         assert_eq!(a.allocate(0, 0, 256), Err(Error::ZeroSize));
         assert_eq!(
@@ -1469,6 +1620,51 @@ mod tests {
         a.reclaim().unwrap();
         assert_eq!(a.global().free_bytes(), 4 * MIB);
         a.audit().unwrap();
+    }
+
+    #[test]
+    fn a_small_request_reclaims_one_superblock_of_another_sub_arena() {
+        let mut a = arena::<2>(4 * MIB);
+        let blocks: Vec<Range> = (0..4).map(|_| a.allocate(0, MIB, 256).unwrap()).collect();
+        for b in &blocks[..3] {
+            a.deallocate(0, b.start, b.len).unwrap();
+        }
+        // Sub-arena 1 needs one superblock: one of sub-arena 0's three free ones comes back.
+        let x = a.allocate(1, 256, 256).unwrap();
+        assert_eq!(a.global().superblock_count(), 4);
+        assert_eq!(a.sub_arena(0).unwrap().superblock_bytes(), 3 * MIB);
+        a.audit().unwrap();
+        // Sub-arena 0's own free superblocks are no use to it for a small request: nothing
+        // moves, the request is served from them.
+        a.allocate(0, MIB, 256).unwrap();
+        assert_eq!(a.global().superblock_count(), 4);
+        // A large request takes back every free superblock.
+        assert!(matches!(
+            a.allocate(1, 2 * MIB, 256),
+            Err(Error::OutOfMemory { .. })
+        ));
+        assert_eq!(a.sub_arena(0).unwrap().superblock_bytes(), 2 * MIB);
+        a.deallocate(1, x.start, 256).unwrap();
+        a.audit().unwrap();
+    }
+
+    #[test]
+    fn a_search_for_free_superblocks_is_skipped_until_something_is_freed() {
+        let mut g: GlobalArena = GlobalArena::new(Range::new(1 << 30, 4 * MIB), MIB).unwrap();
+        let mut s: SubArena = SubArena::new();
+        let r = s.allocate(&mut g, 256, 256).unwrap();
+        assert!(s.maybe_free, "a superblock was added");
+        assert_eq!(s.take_free_superblock(), None);
+        assert!(
+            !s.maybe_free,
+            "searched: nothing free, and nothing freed since"
+        );
+        assert_eq!(s.take_free_superblock(), None);
+        s.deallocate(r.start, 256).unwrap();
+        assert!(s.maybe_free);
+        let sb = s.take_free_superblock().unwrap();
+        g.release_superblock(sb).unwrap();
+        g.audit().unwrap();
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The thread-safe arena: one sub-arena per stream, each behind its own lock, found without a
 //! lock (feature `alloc`).
 
+use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
 use super::table::StreamTable;
@@ -73,10 +74,20 @@ pub struct ArenaStats {
 ///
 /// A stream finds its sub-arena in a lock-free table (atomic loads only), then locks that
 /// sub-arena alone: threads on different streams share no lock and no cache line on the fast
-/// path. The global arena's lock is taken only to move a superblock, for requests above the
-/// superblock size, and on out of memory. (Threads that share a stream share its lock; a
-/// caller that wants one sub-arena per thread on one stream, as RMM does for the per-thread
-/// default stream, passes a per-thread key.)
+/// path. The global arena's lock is held only for the exchange itself: a superblock taken
+/// (O(log superblocks)) or given back, a block above the superblock size taken or freed; the
+/// sub-arena's side of an exchange (adding the superblock, searching for wholly free ones) and
+/// the stream ordering happen outside it. A free of another stream's block finds that
+/// stream's sub-arena through a map of superblocks (O(log superblocks)), not by asking each
+/// sub-arena. (Threads that share a stream share its lock; a caller that wants one sub-arena
+/// per thread on one stream, as RMM does for the per-thread default stream, passes a
+/// per-thread key.)
+///
+/// On out of memory, wholly free superblocks go back to the global arena and the request is
+/// tried once more: for a request that one superblock serves, the first one found in another
+/// sub-arena; for a larger one, every one, as in RMM. A sub-arena in which nothing was freed
+/// since it was last searched is not searched again, so a refusal costs about nothing when
+/// nothing could come back.
 ///
 /// # Stream order
 ///
@@ -131,6 +142,11 @@ pub struct Arena<U: Upstream, O: StreamOrder, const N: usize = 0, const P: usize
     /// the global arena; never two sub-arenas at once.
     table: StreamTable<Sub<N, P>>,
     global: Mutex<Global<U, N, P>>,
+    /// Superblock start → (its length, the slot of the sub-arena holding it): where a free
+    /// that is not the freeing stream's own goes, with no scan over sub-arenas. Updated after
+    /// a superblock is acquired and before it is released; a leaf lock (nothing else is taken
+    /// while it is held).
+    holders: Mutex<BTreeMap<u64, (u64, usize)>>,
 }
 
 /// Checks `config` as [`GlobalArena::new`] will, before anything is taken from the upstream.
@@ -225,6 +241,7 @@ impl<U: Upstream, O: StreamOrder, const N: usize, const P: usize> Arena<U, O, N,
                 arena,
                 epoch: 0,
             }),
+            holders: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -327,10 +344,22 @@ impl<U: Upstream, O: StreamOrder, const N: usize, const P: usize> Arena<U, O, N,
             held.extend(sub.arena.superblocks());
         }
         self.table.audit()?;
+        let holders = self.holders.lock().clone();
+        for i in self.table.used() {
+            let sub = self.table.lock(i);
+            if sub
+                .arena
+                .superblocks()
+                .any(|sb| holders.get(&sb.start) != Some(&(sb.len, i)))
+                || holders.values().filter(|h| h.1 == i).count() != sub.arena.list().chunk_count()
+            {
+                return Err("the superblock holders do not match the sub-arenas");
+            }
+        }
         let g = self.global.lock();
         g.arena.audit()?;
         held.sort();
-        if held.as_slice() != g.arena.superblocks() {
+        if !held.iter().copied().eq(g.arena.superblocks()) {
             return Err("the sub-arenas do not hold exactly the recorded superblocks");
         }
         Ok(())
@@ -369,10 +398,7 @@ impl<U: Upstream, O: StreamOrder, const N: usize, const P: usize> Arena<U, O, N,
         self.table.retire(stream, |sub| {
             self.order.order_after(self.shared, stream)?;
             sub.owner = self.shared;
-            let mut g = self.global.lock();
-            if sub.arena.release_free_superblocks(&mut g.arena)? > 0 {
-                g.epoch += 1;
-            }
+            self.release_free(sub);
             Ok(())
         })?;
         Ok(())
@@ -392,63 +418,160 @@ impl<U: Upstream, O: StreamOrder, const N: usize, const P: usize> Arena<U, O, N,
         )
     }
 
-    /// Orders `stream` after the memory handed back to the global arena since it last was.
+    /// Orders `stream` (whose sub-arena is `sub`) after the memory handed back to the global
+    /// arena before `epoch`, unless it was already.
     #[inline]
     fn order_for_global(
         &self,
         stream: StreamKey,
         sub: &mut Sub<N, P>,
-        g: &Global<U, N, P>,
+        epoch: u64,
     ) -> Result<(), Error> {
-        if sub.seen_epoch != g.epoch {
+        if sub.seen_epoch != epoch {
             if stream != self.shared {
                 self.order.order_after(stream, self.shared)?;
             }
-            sub.seen_epoch = g.epoch;
+            sub.seen_epoch = epoch;
         }
         Ok(())
     }
 
-    /// One attempt at an allocation that the sub-arena cannot serve from what it holds.
+    /// One attempt at an allocation that the sub-arena cannot serve from what it holds. The
+    /// global arena's lock is held for the exchange alone (a superblock or a large block
+    /// taken); the ordering and the sub-arena's work come after.
     fn allocate_from_global(
         &self,
+        i: usize,
         stream: StreamKey,
         sub: &mut Sub<N, P>,
         size: u64,
         align: u64,
     ) -> Result<Range, Error> {
-        let mut g = self.global.lock();
-        self.order_for_global(stream, sub, &g)?;
         if size > self.superblock_size {
-            g.arena.allocate(size, align)
-        } else {
-            sub.arena.allocate(&mut g.arena, size, align)
+            let (block, epoch) = {
+                let mut g = self.global.lock();
+                (g.arena.allocate(size, align)?, g.epoch)
+            };
+            if let Err(e) = self.order_for_global(stream, sub, epoch) {
+                // Unused: straight back, as it was.
+                let back = self.global.lock().arena.deallocate(block.start, block.len);
+                debug_assert!(back.is_ok());
+                return Err(e);
+            }
+            return Ok(block);
+        }
+        // Another thread on this stream may have added a superblock since the fast path.
+        if let Some(r) = sub.arena.try_allocate(size, align)? {
+            return Ok(r);
+        }
+        let (superblock, epoch) = {
+            let mut g = self.global.lock();
+            (g.arena.acquire_superblock(size, align)?, g.epoch)
+        };
+        let added = self
+            .order_for_global(stream, sub, epoch)
+            .and_then(|()| sub.arena.add_superblock(superblock));
+        if let Err(e) = added {
+            let back = self.global.lock().arena.release_superblock(superblock);
+            debug_assert!(back.is_ok());
+            return Err(e);
+        }
+        self.holders
+            .lock()
+            .insert(superblock.start, (superblock.len, i));
+        // The superblock holds the request (`acquire_superblock` sized it so).
+        match sub.arena.try_allocate(size, align) {
+            Ok(Some(r)) => Ok(r),
+            Ok(None) => {
+                debug_assert!(false, "a fresh superblock refused its request");
+                Err(Error::OutOfMemory {
+                    requested: size,
+                    largest_free: superblock.len,
+                    total_free: superblock.len,
+                })
+            }
+            Err(e) => Err(e),
         }
     }
 
-    /// Gives every wholly free superblock of every sub-arena back to the global arena, each
+    /// Gives `sub`'s wholly free superblocks back to the global arena (the caller ordered the
+    /// shared stream after their owner): the search under the sub-arena's lock alone, then
+    /// one short hold of the global arena's. Returns the bytes moved.
+    fn release_free(&self, sub: &mut Sub<N, P>) -> u64 {
+        let mut taken: Vec<Range> = Vec::new();
+        while let Some(superblock) = sub.arena.take_free_superblock() {
+            taken.push(superblock);
+        }
+        self.give_back(&taken)
+    }
+
+    /// Gives superblocks taken out of a sub-arena back to the global arena.
+    fn give_back(&self, taken: &[Range]) -> u64 {
+        if taken.is_empty() {
+            return 0;
+        }
+        {
+            let mut holders = self.holders.lock();
+            for sb in taken {
+                holders.remove(&sb.start);
+            }
+        }
+        let mut g = self.global.lock();
+        let mut moved = 0;
+        for &sb in taken {
+            // Superblocks of this arena, recorded: this cannot fail.
+            let back = g.arena.release_superblock(sb);
+            debug_assert!(back.is_ok());
+            moved += sb.len;
+        }
+        g.epoch += 1;
+        moved
+    }
+
+    /// Gives wholly free superblocks of the sub-arenas back to the global arena, each
     /// sub-arena's after ordering the shared stream after its owner; returns the bytes moved.
-    fn reclaim(&self) -> Result<u64, Error> {
+    /// A sub-arena in which nothing was freed since its last search costs no search.
+    ///
+    /// With `one_for = Some(i)` (a request of sub-arena `i` that one superblock serves), one
+    /// superblock is enough, and sub-arena `i`'s own are no use (a wholly free one would have
+    /// served the request): the first found elsewhere goes back. Else (a request that may need
+    /// free neighbours to merge) every wholly free superblock goes back, as in RMM.
+    fn reclaim(&self, one_for: Option<usize>) -> Result<u64, Error> {
         let mut moved = 0;
         for i in self.table.used() {
-            let mut sub = self.table.lock(i);
-            let list = sub.arena.list();
-            if !sub
-                .arena
-                .superblocks()
-                .any(|s| list.is_chunk_free(s) == Some(true))
-            {
+            if one_for == Some(i) {
                 continue;
             }
-            if sub.owner != self.shared {
-                self.order.order_after(self.shared, sub.owner)?;
+            let (taken, owner) = {
+                let mut sub = self.table.lock(i);
+                let mut taken: Vec<Range> = Vec::new();
+                while let Some(superblock) = sub.arena.take_free_superblock() {
+                    taken.push(superblock);
+                    if one_for.is_some() {
+                        break;
+                    }
+                }
+                (taken, sub.owner)
+            };
+            if taken.is_empty() {
+                continue;
             }
-            let mut g = self.global.lock();
-            let released = sub.arena.release_free_superblocks(&mut g.arena)?;
-            if released > 0 {
-                g.epoch += 1;
+            if owner != self.shared
+                && let Err(e) = self.order.order_after(self.shared, owner)
+            {
+                // Not handed back: they stay with their sub-arena, as they were (their nodes
+                // were just released, so this cannot fail).
+                let mut sub = self.table.lock(i);
+                for &sb in &taken {
+                    let back = sub.arena.add_superblock(sb);
+                    debug_assert!(back.is_ok());
+                }
+                return Err(e);
             }
-            moved += released;
+            moved += self.give_back(&taken);
+            if one_for.is_some() {
+                break;
+            }
         }
         Ok(moved)
     }
@@ -481,13 +604,18 @@ impl<U: Upstream, O: StreamOrder, const N: usize, const P: usize> Arena<U, O, N,
     ) -> Result<u64, Error> {
         {
             let mut sub = self.table.lock(i);
-            match self.allocate_from_global(stream, &mut sub, size, align) {
+            match self.allocate_from_global(i, stream, &mut sub, size, align) {
                 Err(Error::OutOfMemory { .. }) => {}
                 other => return other.map(|r| r.start),
             }
         }
-        // Out of memory: every lock dropped, reclaim free superblocks and try once more.
-        if self.reclaim()? == 0 {
+        // Out of memory: every lock dropped, reclaim free superblocks and try once more. A
+        // request that fits one superblock needs one superblock back.
+        let one = size <= self.superblock_size
+            && align_up(size, DEFAULT_ALIGNMENT)
+                .and_then(|s| s.checked_add(align.saturating_sub(DEFAULT_ALIGNMENT)))
+                .is_some_and(|need| need <= self.superblock_size);
+        if self.reclaim(one.then_some(i))? == 0 {
             return Err(self.out_of_memory(size));
         }
         let mut sub = self.table.lock(i);
@@ -496,7 +624,7 @@ impl<U: Upstream, O: StreamOrder, const N: usize, const P: usize> Arena<U, O, N,
         {
             return Ok(r.start);
         }
-        match self.allocate_from_global(stream, &mut sub, size, align) {
+        match self.allocate_from_global(i, stream, &mut sub, size, align) {
             Err(Error::OutOfMemory { .. }) => {
                 drop(sub);
                 Err(self.out_of_memory(size))
@@ -505,8 +633,9 @@ impl<U: Upstream, O: StreamOrder, const N: usize, const P: usize> Arena<U, O, N,
         }
     }
 
-    /// A free that the caller's sub-arena could not take: a large block, a block of another
-    /// stream's sub-arena, or a bad free.
+    /// A free that the caller's sub-arena could not take: a block of another stream's
+    /// sub-arena (found through the superblock holders, with no scan), a large block, or a
+    /// bad free.
     #[cold]
     fn deallocate_slow(
         &self,
@@ -515,58 +644,53 @@ impl<U: Upstream, O: StreamOrder, const N: usize, const P: usize> Arena<U, O, N,
         size: u64,
         stream: StreamKey,
     ) -> Result<(), Error> {
-        {
-            let mut g = self.global.lock();
-            if g.arena.is_large(addr) {
-                // Validate before ordering: a refused free orders nothing.
-                if let Some(live) = g.arena.list().live_block(addr)
-                    && align_up(size, DEFAULT_ALIGNMENT) != Some(live.len)
-                {
-                    return g.arena.deallocate(addr, size);
-                }
-                if stream != self.shared {
-                    self.order.order_after(self.shared, stream)?;
-                }
-                g.arena.deallocate(addr, size)?;
-                g.epoch += 1;
-                return Ok(());
-            }
-        }
-        // Another stream's sub-arena, one lock at a time.
-        for j in self.table.used() {
-            if Some(j) == own {
-                continue;
-            }
+        let holder = {
+            let holders = self.holders.lock();
+            holders
+                .range(..=addr)
+                .next_back()
+                .filter(|&(&start, &(len, _))| addr - start < len)
+                .map(|(_, &(_, slot))| slot)
+        };
+        if let Some(j) = holder {
             let mut sub = self.table.lock(j);
-            if sub.arena.owns(addr) {
-                if let Some(live) = sub.arena.list().live_block(addr)
-                    && align_up(size, DEFAULT_ALIGNMENT) != Some(live.len)
-                {
-                    return sub.arena.deallocate(addr, size);
-                }
-                if sub.owner != stream {
-                    self.order.order_after(sub.owner, stream)?;
-                }
-                sub.arena.deallocate(addr, size)?;
-                if self.table.is_retired(j) {
-                    // No stream allocates here any more: hand back what became wholly free
-                    // (it waits for the shared stream, which owns this sub-arena now).
-                    let mut g = self.global.lock();
-                    if sub.arena.release_free_superblocks(&mut g.arena)? > 0 {
-                        g.epoch += 1;
-                    }
-                }
-                return Ok(());
-            }
-        }
-        // Nobody has a live block there: let the one whose memory it is say why.
-        for i in self.table.used() {
-            let mut sub = self.table.lock(i);
-            if sub.arena.in_superblocks(addr) {
+            if Some(j) == own || !sub.arena.owns(addr) {
+                // No live block there (or a free the fast path refused): it says why.
                 return sub.arena.deallocate(addr, size);
             }
+            if let Some(live) = sub.arena.list().live_block(addr)
+                && align_up(size, DEFAULT_ALIGNMENT) != Some(live.len)
+            {
+                // Validate before ordering: a refused free orders nothing.
+                return sub.arena.deallocate(addr, size);
+            }
+            if sub.owner != stream {
+                self.order.order_after(sub.owner, stream)?;
+            }
+            sub.arena.deallocate(addr, size)?;
+            if self.table.is_retired(j) {
+                // No stream allocates here any more: hand back what became wholly free (it
+                // waits for the shared stream, which owns this sub-arena now).
+                self.release_free(&mut sub);
+            }
+            return Ok(());
         }
         let mut g = self.global.lock();
+        if g.arena.is_large(addr) {
+            // Validate before ordering: a refused free orders nothing.
+            if let Some(live) = g.arena.list().live_block(addr)
+                && align_up(size, DEFAULT_ALIGNMENT) != Some(live.len)
+            {
+                return g.arena.deallocate(addr, size);
+            }
+            if stream != self.shared {
+                self.order.order_after(self.shared, stream)?;
+            }
+            g.arena.deallocate(addr, size)?;
+            g.epoch += 1;
+            return Ok(());
+        }
+        // Nobody has a live block there: the global arena says why.
         if g.arena.arena().contains(addr) {
             g.arena.deallocate(addr, size)
         } else {
