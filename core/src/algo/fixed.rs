@@ -1257,6 +1257,9 @@ impl<M: MetaStorage> FixedBlocks<M> {
     ///
     /// The free blocks are counted per chunk (a walk down the free stack), the wholly free
     /// chunks go back in slot order, and their blocks leave the stack: O(free blocks + chunks).
+    /// Allocation reuses the block freed last whatever its chunk (like RMM's free list), so
+    /// under a steady mix of allocations and frees the live blocks spread over the chunks; a
+    /// chunk is wholly free when all its blocks are, e.g. after a burst is freed.
     ///
     /// # Errors
     ///
