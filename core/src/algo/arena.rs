@@ -326,6 +326,10 @@ pub struct GlobalArena<const N: usize = 0, const P: usize = 0> {
     /// The superblocks held by sub-arenas.
     superblocks: SuperblockSet<N>,
     superblock_bytes: u64,
+    /// How many superblocks are longer than `superblock_size` (taken for an aligned request
+    /// near it). While there is none, a live block longer than `superblock_size` (a large
+    /// block, in the common case) is told from a superblock with no lookup.
+    oversized: usize,
 }
 
 impl<const N: usize, const P: usize> fmt::Debug for GlobalArena<N, P> {
@@ -378,6 +382,7 @@ impl<const N: usize, const P: usize> GlobalArena<N, P> {
             list,
             superblocks: SuperblockSet::new(),
             superblock_bytes: 0,
+            oversized: 0,
         })
     }
 
@@ -461,10 +466,22 @@ impl<const N: usize, const P: usize> GlobalArena<N, P> {
     /// ```
     #[inline]
     pub fn deallocate(&mut self, addr: u64, size: u64) -> Result<(), Error> {
-        if self.superblocks.get(addr).is_some() {
+        if let Some(block) = self.list.live_block(addr)
+            && self.is_superblock(block)
+        {
             return Err(Error::NotAllocated { addr });
         }
         self.list.deallocate(addr, size)
+    }
+
+    /// Whether the live block `block` of the list is a superblock. A block shorter than the
+    /// superblock size is not, nor is a longer one while no superblock is longer (a large
+    /// block is, always): those need no lookup.
+    #[inline]
+    fn is_superblock(&self, block: Range) -> bool {
+        block.len >= self.superblock_size
+            && (block.len == self.superblock_size || self.oversized > 0)
+            && self.superblocks.get(block.start).is_some()
     }
 
     /// Whether a large block (not a superblock) starts at `addr`.
@@ -478,7 +495,9 @@ impl<const N: usize, const P: usize> GlobalArena<N, P> {
     /// ```
     #[inline]
     pub fn is_large(&self, addr: u64) -> bool {
-        self.list.is_live(addr) && self.superblocks.get(addr).is_none()
+        self.list
+            .live_block(addr)
+            .is_some_and(|b| !self.is_superblock(b))
     }
 
     /// Takes a superblock big enough for a request of `size` bytes aligned to `align`:
@@ -516,6 +535,7 @@ impl<const N: usize, const P: usize> GlobalArena<N, P> {
             .allocate(need.max(self.superblock_size), DEFAULT_ALIGNMENT)?;
         self.superblocks.insert(superblock);
         self.superblock_bytes += superblock.len;
+        self.oversized += usize::from(superblock.len > self.superblock_size);
         self.debug_check_bytes();
         Ok(superblock)
     }
@@ -555,6 +575,7 @@ impl<const N: usize, const P: usize> GlobalArena<N, P> {
         freed?;
         self.superblocks.remove(recorded.start);
         self.superblock_bytes -= recorded.len;
+        self.oversized -= usize::from(recorded.len > self.superblock_size);
         self.debug_check_bytes();
         Ok(())
     }
@@ -717,6 +738,14 @@ impl<const N: usize, const P: usize> GlobalArena<N, P> {
             .any(|s| self.list.live_block(s.start) != Some(s))
         {
             return Err("a superblock is not a live block of the global list");
+        }
+        if self
+            .superblocks()
+            .filter(|s| s.len > self.superblock_size)
+            .count()
+            != self.oversized
+        {
+            return Err("the count of superblocks longer than the superblock size is wrong");
         }
         if self.superblocks().map(|s| s.len).sum::<u64>() != self.superblock_bytes {
             return Err("superblock bytes do not match the superblocks");
@@ -1657,6 +1686,42 @@ mod tests {
         let sb = s.take_free_superblock().unwrap();
         g.release_superblock(sb).unwrap();
         g.audit().unwrap();
+    }
+
+    #[test]
+    fn blocks_of_every_length_are_told_from_superblocks() {
+        let mut g: GlobalArena = GlobalArena::new(Range::new(1 << 30, 16 * MIB), MIB).unwrap();
+        // A block of the global arena as long as a superblock, one longer, one shorter; a
+        // superblock of the usual size, and one longer (an aligned request near the size).
+        let same = g.allocate(MIB, 256).unwrap();
+        let longer = g.allocate(MIB + 4096, 256).unwrap();
+        let shorter = g.allocate(4096, 256).unwrap();
+        let sb = g.acquire_superblock(256, 256).unwrap();
+        for r in [same, longer, shorter] {
+            assert!(g.is_large(r.start));
+        }
+        assert!(!g.is_large(sb.start));
+        let long_sb = g.acquire_superblock(MIB, 4096).unwrap();
+        assert_eq!(long_sb.len, MIB + 3840);
+        assert!(!g.is_large(long_sb.start) && g.is_large(longer.start));
+        assert_eq!(
+            g.deallocate(long_sb.start, long_sb.len),
+            Err(Error::NotAllocated {
+                addr: long_sb.start
+            })
+        );
+        assert_eq!(
+            g.deallocate(sb.start, sb.len),
+            Err(Error::NotAllocated { addr: sb.start })
+        );
+        g.audit().unwrap();
+        for r in [same, longer, shorter] {
+            g.deallocate(r.start, r.len).unwrap();
+        }
+        g.release_superblock(long_sb).unwrap();
+        g.release_superblock(sb).unwrap();
+        g.audit().unwrap();
+        assert_eq!(g.free_bytes(), 16 * MIB);
     }
 
     #[test]

@@ -633,9 +633,34 @@ impl<U: Upstream, O: StreamOrder, const N: usize, const P: usize> Arena<U, O, N,
         }
     }
 
-    /// A free that the caller's sub-arena could not take: a block of another stream's
-    /// sub-arena (found through the superblock holders, with no scan), a large block, or a
-    /// bad free.
+    /// Frees the large block at `addr` (after ordering the shared stream after `stream`), or
+    /// says why not; `None` when no large block starts there.
+    fn free_large(
+        &self,
+        g: &mut Global<U, N, P>,
+        addr: u64,
+        size: u64,
+        stream: StreamKey,
+    ) -> Option<Result<(), Error>> {
+        if !g.arena.is_large(addr) {
+            return None;
+        }
+        // Validate before ordering: a refused free orders nothing.
+        if let Some(live) = g.arena.list().live_block(addr)
+            && align_up(size, DEFAULT_ALIGNMENT) != Some(live.len)
+        {
+            return Some(g.arena.deallocate(addr, size));
+        }
+        if stream != self.shared
+            && let Err(e) = self.order.order_after(self.shared, stream)
+        {
+            return Some(Err(e));
+        }
+        Some(g.arena.deallocate(addr, size).map(|()| g.epoch += 1))
+    }
+
+    /// A free that the caller's sub-arena could not take: a large block, a block of another
+    /// stream's sub-arena (found through the superblock holders, with no scan), or a bad free.
     #[cold]
     fn deallocate_slow(
         &self,
@@ -644,6 +669,13 @@ impl<U: Upstream, O: StreamOrder, const N: usize, const P: usize> Arena<U, O, N,
         size: u64,
         stream: StreamKey,
     ) -> Result<(), Error> {
+        // Blocks of sub-arenas are never larger than a superblock: a larger free is a large
+        // block's (or a bad one), and asks the global arena first.
+        if size > self.superblock_size
+            && let Some(done) = self.free_large(&mut self.global.lock(), addr, size, stream)
+        {
+            return done;
+        }
         let holder = {
             let holders = self.holders.lock();
             holders
@@ -676,19 +708,8 @@ impl<U: Upstream, O: StreamOrder, const N: usize, const P: usize> Arena<U, O, N,
             return Ok(());
         }
         let mut g = self.global.lock();
-        if g.arena.is_large(addr) {
-            // Validate before ordering: a refused free orders nothing.
-            if let Some(live) = g.arena.list().live_block(addr)
-                && align_up(size, DEFAULT_ALIGNMENT) != Some(live.len)
-            {
-                return g.arena.deallocate(addr, size);
-            }
-            if stream != self.shared {
-                self.order.order_after(self.shared, stream)?;
-            }
-            g.arena.deallocate(addr, size)?;
-            g.epoch += 1;
-            return Ok(());
+        if let Some(done) = self.free_large(&mut g, addr, size, stream) {
+            return done;
         }
         // Nobody has a live block there: the global arena says why.
         if g.arena.arena().contains(addr) {
