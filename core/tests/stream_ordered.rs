@@ -535,3 +535,26 @@ fn threads_under_memory_pressure_keep_every_invariant() {
         assert_eq!((s.live_bytes, s.free_bytes), (0, s.pool_size));
     }
 }
+
+#[test]
+fn one_block_passed_back_and_forth_costs_one_counted_ordering_per_crossing() {
+    // The rounds of the driver's GPU test: a block allocated and freed on A, then allocated
+    // and freed on B, three times. Each round B gets A's block, and every ordering made is
+    // counted as a steal or a merge (none wasted).
+    let st = SimStreams::new();
+    let p = pool(1 << 30, 0, &st);
+    const N: u64 = 256 << 20;
+    for _ in 0..3 {
+        let x = st.allocate(&p, N, 256, S1).unwrap();
+        st.deallocate(&p, x, N, 256, S1).unwrap();
+        let y = st.allocate(&p, N, 256, S2).unwrap();
+        assert_eq!(x, y, "the block freed on S1 is reused on S2");
+        st.deallocate(&p, y, N, 256, S2).unwrap();
+    }
+    let s = p.stats();
+    assert!(st.order_calls() >= 3, "{s:?}");
+    assert!(st.order_calls() <= s.steals + s.merges + s.retired, "{s:?}");
+    assert_eq!(s.pool_size, N, "one block, passed back and forth");
+    assert!(st.violations().is_empty(), "{:?}", st.violations());
+    p.audit().unwrap();
+}

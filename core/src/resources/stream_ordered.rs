@@ -1285,10 +1285,18 @@ impl<U: Upstream, O: StreamOrder, const N: usize, const P: usize> StreamOrderedP
                         debug_assert!(false, "a spare partition had a free block");
                         return Ok(Borrowed::NoFit);
                     };
-                    self.order.order_after(w, s)?;
-                    got = Self::carve(&mut h, q, i, want)?.map(|r| (r, s));
-                    if got.is_some() {
+                    // Carved first, ordered then: no ordering for a region not taken. (The
+                    // region is nobody's until it reaches `i`'s heap.)
+                    if let Some(region) = Self::carve(&mut h, q, i, want)? {
+                        if let Err(e) = self.order.order_after(w, s) {
+                            // Not taken: back where it was, as it was.
+                            h.unlend(region.start);
+                            let back = h.list.deallocate_in(q, region.start, region.len);
+                            debug_assert!(back.is_ok());
+                            return Err(e);
+                        }
                         self.steals.fetch_add(1, Ordering::Relaxed);
+                        got = Some((region, s));
                     }
                 }
             }
