@@ -57,9 +57,9 @@ impl StreamOrder for NoOrdering {
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Reuse {
-    /// RMM's order: take other streams' free blocks first (one block, then whole lists), and
-    /// grow only when none fits. The least memory; but a stream that lives on blocks of
-    /// another stream's heap shares that heap's lock.
+    /// RMM's order: take other streams' free memory first (a region of another heap's free
+    /// blocks, lent whole to the stream's own heap, then whole lists), and grow only when none
+    /// fits. The least memory; once a stream holds what it uses it runs on its own heap.
     #[default]
     StealFirst,
     /// Grow the stream's own heap first, while the upstream gives memory (and the maximum
@@ -81,7 +81,8 @@ pub enum Reuse {
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StreamPoolStats {
-    /// Blocks taken from another stream's free blocks (each cost one `order_after`).
+    /// Steals: regions of another stream's free blocks lent to a stream's heap (each cost one
+    /// `order_after`).
     pub steals: u64,
     /// Whole free lists of other streams merged into a stream's (each cost one
     /// `order_after`).
