@@ -18,9 +18,9 @@ pub use strata_core::*;
 #[cfg(feature = "driver")]
 pub use strata_driver as driver;
 
+#[cfg(doctest)]
+mod guide;
 pub mod logging;
 pub mod profile;
 pub mod replay;
 pub mod trace;
-#[cfg(doctest)]
-mod guide;
