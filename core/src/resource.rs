@@ -89,67 +89,35 @@ pub trait MemoryResource: Send + Sync {
     }
 }
 
-impl<R: MemoryResource + ?Sized> MemoryResource for &R {
-    #[inline]
-    fn allocate(&self, size: u64, align: u64, stream: StreamKey) -> Result<u64, crate::Error> {
-        (**self).allocate(size, align, stream)
-    }
-    #[inline]
-    fn deallocate(
-        &self,
-        addr: u64,
-        size: u64,
-        align: u64,
-        stream: StreamKey,
-    ) -> Result<(), crate::Error> {
-        (**self).deallocate(addr, size, align, stream)
-    }
-    fn is_equal(&self, other: &dyn MemoryResource) -> bool {
-        (**self).is_equal(other)
-    }
+/// Forwards every method of [`MemoryResource`] through a smart pointer or reference type.
+macro_rules! forward_memory_resource {
+    ($(#[$attr:meta])* $ptr:ty) => {
+        $(#[$attr])*
+        impl<R: MemoryResource + ?Sized> MemoryResource for $ptr {
+            #[inline]
+            fn allocate(&self, size: u64, align: u64, stream: StreamKey) -> Result<u64, crate::Error> {
+                (**self).allocate(size, align, stream)
+            }
+            #[inline]
+            fn deallocate(
+                &self,
+                addr: u64,
+                size: u64,
+                align: u64,
+                stream: StreamKey,
+            ) -> Result<(), crate::Error> {
+                (**self).deallocate(addr, size, align, stream)
+            }
+            fn is_equal(&self, other: &dyn MemoryResource) -> bool {
+                (**self).is_equal(other)
+            }
+        }
+    };
 }
 
-#[cfg(feature = "alloc")]
-impl<R: MemoryResource + ?Sized> MemoryResource for alloc::sync::Arc<R> {
-    #[inline]
-    fn allocate(&self, size: u64, align: u64, stream: StreamKey) -> Result<u64, crate::Error> {
-        (**self).allocate(size, align, stream)
-    }
-    #[inline]
-    fn deallocate(
-        &self,
-        addr: u64,
-        size: u64,
-        align: u64,
-        stream: StreamKey,
-    ) -> Result<(), crate::Error> {
-        (**self).deallocate(addr, size, align, stream)
-    }
-    fn is_equal(&self, other: &dyn MemoryResource) -> bool {
-        (**self).is_equal(other)
-    }
-}
-
-#[cfg(feature = "alloc")]
-impl<R: MemoryResource + ?Sized> MemoryResource for alloc::boxed::Box<R> {
-    #[inline]
-    fn allocate(&self, size: u64, align: u64, stream: StreamKey) -> Result<u64, crate::Error> {
-        (**self).allocate(size, align, stream)
-    }
-    #[inline]
-    fn deallocate(
-        &self,
-        addr: u64,
-        size: u64,
-        align: u64,
-        stream: StreamKey,
-    ) -> Result<(), crate::Error> {
-        (**self).deallocate(addr, size, align, stream)
-    }
-    fn is_equal(&self, other: &dyn MemoryResource) -> bool {
-        (**self).is_equal(other)
-    }
-}
+forward_memory_resource!(&R);
+forward_memory_resource!(#[cfg(feature = "alloc")] alloc::sync::Arc<R>);
+forward_memory_resource!(#[cfg(feature = "alloc")] alloc::boxed::Box<R>);
 
 /// Stream order, abstractly: "make stream `waiter` wait for all work enqueued so far on stream
 /// `signaller`".

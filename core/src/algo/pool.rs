@@ -61,6 +61,39 @@ impl PoolConfig {
             ..self
         }
     }
+
+    /// The sizes a pool actually uses: the initial size rounded up to 256 and the maximum
+    /// rounded down to 256.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::SizeOverflow`] when the initial size cannot be rounded up;
+    /// [`Error::LimitExceeded`] when the rounded initial size is above the rounded maximum.
+    ///
+    /// ```
+    /// use strata_core::{Error, algo::PoolConfig};
+    /// assert_eq!(PoolConfig::new(1000).with_maximum(5000).rounded(), Ok((1024, Some(4864))));
+    /// assert!(matches!(
+    ///     PoolConfig::new(4096).with_maximum(1024).rounded(),
+    ///     Err(Error::LimitExceeded { .. })
+    /// ));
+    /// ```
+    pub fn rounded(&self) -> Result<(u64, Option<u64>), Error> {
+        let initial = align_up(self.initial_size, DEFAULT_ALIGNMENT).ok_or(Error::SizeOverflow {
+            requested: self.initial_size,
+        })?;
+        let maximum = self.maximum_size.map(|m| align_down(m, DEFAULT_ALIGNMENT));
+        if let Some(max) = maximum
+            && initial > max
+        {
+            return Err(Error::LimitExceeded {
+                requested: initial,
+                allocated: 0,
+                limit: max,
+            });
+        }
+        Ok((initial, maximum))
+    }
 }
 
 /// A coalescing pool over an upstream: allocation from a [`CoalescingList`] (TLSF good fit,
@@ -162,22 +195,7 @@ impl<U: Upstream, const N: usize, const P: usize, I: AddressIndex> Pool<U, N, P,
                 what: "a pool over a list that already holds chunks",
             });
         }
-        let initial =
-            align_up(config.initial_size, DEFAULT_ALIGNMENT).ok_or(Error::SizeOverflow {
-                requested: config.initial_size,
-            })?;
-        let maximum = config
-            .maximum_size
-            .map(|m| align_down(m, DEFAULT_ALIGNMENT));
-        if let Some(max) = maximum
-            && initial > max
-        {
-            return Err(Error::LimitExceeded {
-                requested: initial,
-                allocated: 0,
-                limit: max,
-            });
-        }
+        let (initial, maximum) = config.rounded()?;
         let mut pool = Self {
             upstream,
             list,

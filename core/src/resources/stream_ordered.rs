@@ -554,22 +554,7 @@ impl<U: Upstream, O: StreamOrder, const N: usize, const P: usize> StreamOrderedP
         max_streams: usize,
     ) -> Result<Self, Error> {
         let table = StreamTable::new(max_streams, Heap::new)?;
-        let initial =
-            align_up(config.initial_size, DEFAULT_ALIGNMENT).ok_or(Error::SizeOverflow {
-                requested: config.initial_size,
-            })?;
-        let maximum = config
-            .maximum_size
-            .map(|m| align_down(m, DEFAULT_ALIGNMENT));
-        if let Some(max) = maximum
-            && initial > max
-        {
-            return Err(Error::LimitExceeded {
-                requested: initial,
-                allocated: 0,
-                limit: max,
-            });
-        }
+        let (initial, maximum) = config.rounded()?;
         let mut reserve = Vec::new();
         if initial > 0 {
             reserve.push(upstream.allocate(initial, DEFAULT_ALIGNMENT)?);
