@@ -79,9 +79,10 @@ impl PoolConfig {
     /// ));
     /// ```
     pub fn rounded(&self) -> Result<(u64, Option<u64>), Error> {
-        let initial = align_up(self.initial_size, DEFAULT_ALIGNMENT).ok_or(Error::SizeOverflow {
-            requested: self.initial_size,
-        })?;
+        let initial =
+            align_up(self.initial_size, DEFAULT_ALIGNMENT).ok_or(Error::SizeOverflow {
+                requested: self.initial_size,
+            })?;
         let maximum = self.maximum_size.map(|m| align_down(m, DEFAULT_ALIGNMENT));
         if let Some(max) = maximum
             && initial > max
