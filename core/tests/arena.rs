@@ -1,5 +1,7 @@
 //! The thread-safe arena: sub-arenas per stream, stream order when memory crosses streams.
 
+mod common;
+
 use strata_core::algo::ArenaConfig;
 use strata_core::resources::{Arena, NoOrdering};
 use strata_core::sim_stream::SimStreams;
@@ -301,36 +303,13 @@ fn threads_under_memory_pressure_keep_every_invariant() {
         for t in 1..=4u64 {
             let (st, a) = (&st, &a);
             scope.spawn(move || {
-                let me = StreamKey(t);
-                let mut live: Vec<(u64, u64)> = Vec::new();
-                let mut x = t.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-                for _ in 0..3000u64 {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    if live.len() < 8 && (x % 3 != 0 || live.is_empty()) {
-                        let size = if x % 16 == 0 {
-                            MIB + 256 * (x % 4096)
-                        } else {
-                            256 * (1 + x % 2048)
-                        };
-                        match st.allocate(a, size, 256, me) {
-                            Ok(b) => live.push((b, size)),
-                            Err(Error::OutOfMemory { .. }) => {}
-                            Err(e) => panic!("{e}"),
-                        }
+                common::random_stream_walk(st, a, t, 8, |x| {
+                    if x % 16 == 0 {
+                        MIB + 256 * (x % 4096)
                     } else {
-                        let (b, size) = live.swap_remove((x % live.len() as u64) as usize);
-                        let on = if x % 7 == 0 { StreamKey(1 + t % 4) } else { me };
-                        if on != me {
-                            st.order_after(on, me).unwrap();
-                        }
-                        st.deallocate(a, b, size, 256, on).unwrap();
+                        256 * (1 + x % 2048)
                     }
-                }
-                for (b, size) in live {
-                    st.deallocate(a, b, size, 256, me).unwrap();
-                }
+                });
             });
         }
     });

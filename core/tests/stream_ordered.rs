@@ -1,5 +1,7 @@
 //! The stream-ordered pool, checked by the simulated stream executor.
 
+mod common;
+
 use strata_core::algo::PoolConfig;
 use strata_core::resources::{NoOrdering, Reuse, StreamOrderedPool};
 use strata_core::sim_stream::{SimStreams, Violation};
@@ -500,32 +502,7 @@ fn threads_under_memory_pressure_keep_every_invariant() {
             for t in 1..=4u64 {
                 let (st, p) = (&st, &p);
                 scope.spawn(move || {
-                    let me = StreamKey(t);
-                    let mut live: Vec<(u64, u64)> = Vec::new();
-                    let mut x = t.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-                    for _ in 0..3000u64 {
-                        x ^= x << 13;
-                        x ^= x >> 7;
-                        x ^= x << 17;
-                        if live.len() < 24 && (x % 3 != 0 || live.is_empty()) {
-                            let size = 256 * (1 + x % 256);
-                            match st.allocate(p, size, 256, me) {
-                                Ok(a) => live.push((a, size)),
-                                Err(Error::OutOfMemory { .. }) => {}
-                                Err(e) => panic!("{e}"),
-                            }
-                        } else {
-                            let (a, size) = live.swap_remove((x % live.len() as u64) as usize);
-                            let on = if x % 7 == 0 { StreamKey(1 + t % 4) } else { me };
-                            if on != me {
-                                st.order_after(on, me).unwrap();
-                            }
-                            st.deallocate(p, a, size, 256, on).unwrap();
-                        }
-                    }
-                    for (a, size) in live {
-                        st.deallocate(p, a, size, 256, me).unwrap();
-                    }
+                    common::random_stream_walk(st, p, t, 24, |x| 256 * (1 + x % 256));
                 });
             }
         });
