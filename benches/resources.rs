@@ -29,7 +29,8 @@
 //!   (no initial size) and the single-lock `resources::Pool`; the operations per second of all threads together, and the speedup
 //!   over one thread. A control row gives every thread an `algo::Pool` of its own (nothing
 //!   shared): the most this machine can scale. Each thread replays the workload once untimed
-//!   (the resource grows), then the timed replay runs: steady state, not growth.
+//!   (the resource grows), then spins at a start line until every thread is there, then replays
+//!   it 10 times, timed: steady state, not growth.
 //!
 //! `--resource NAME` keeps only the scaling rows whose resource name contains `NAME`;
 //! `--superblock BYTES` sets the arena's superblock size (default 1 MiB, RMM's).
@@ -42,7 +43,7 @@
 use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::process::ExitCode;
-use std::sync::Barrier;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use strata::adaptors::Statistics;
@@ -368,25 +369,57 @@ fn part_stats(w: &Workload, reps: usize) {
     println!("\n(target: overhead <= 5 ns per operation)");
 }
 
+/// How many times each thread replays the workload in the timed region of a scaling run: one
+/// replay of the default workload takes about 5 ms, about as long as a sleeping thread can
+/// take to be woken on a virtual machine, so a single replay measured wake-ups, not the
+/// resource.
+const SCALING_ROUNDS: usize = 10;
+
+/// A start line that the threads of a scaling run spin on instead of sleeping: every thread
+/// starts its timed replays within a few hundred nanoseconds of the others. (A
+/// `std::sync::Barrier` puts waiters to sleep; on the 2-core VM the last one woke up to 3 ms
+/// late, which made two threads look no faster than one.)
+struct StartLine {
+    waiting: AtomicUsize,
+}
+
+impl StartLine {
+    fn new(threads: usize) -> StartLine {
+        StartLine {
+            waiting: AtomicUsize::new(threads),
+        }
+    }
+
+    /// Arrives at the line and spins until every thread has.
+    fn wait(&self) {
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        while self.waiting.load(Ordering::Acquire) != 0 {
+            std::hint::spin_loop();
+        }
+    }
+}
+
 /// `threads` threads, each replaying `w` on the target `make(t)` builds for it, once untimed
-/// (the warm-up: the resource grows to the workload's needs) and once at the same moment as
-/// the others; returns the operations per second of all of them together over the second
-/// replay, from the first thread's start to the last thread's end (each thread reads the
-/// clock itself, so a descheduled coordinator cannot shorten the span).
+/// (the warm-up: the resource grows to the workload's needs), then [`SCALING_ROUNDS`] times at
+/// the same moment as the others; returns the operations per second of all of them together
+/// over the timed replays, from the first thread's start to the last thread's end (each thread
+/// reads the clock itself, so a descheduled coordinator cannot shorten the span).
 fn scaling_run<T: Target>(w: &Workload, threads: usize, make: &(dyn Fn(usize) -> T + Sync)) -> f64 {
-    let barrier = Barrier::new(threads);
+    let line = StartLine::new(threads);
     let spans: Vec<(Instant, Instant)> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
-                let barrier = &barrier;
+                let line = &line;
                 scope.spawn(move || {
                     let mut target = make(t);
                     let mut addrs = vec![0u64; w.ids];
                     // Warm-up: the resource grows to the workload's needs, untimed.
                     replay(w, &mut addrs, &mut target);
-                    barrier.wait();
+                    line.wait();
                     let start = Instant::now();
-                    replay(w, &mut addrs, &mut target);
+                    for _ in 0..SCALING_ROUNDS {
+                        replay(w, &mut addrs, &mut target);
+                    }
                     (start, Instant::now())
                 })
             })
@@ -398,7 +431,7 @@ fn scaling_run<T: Target>(w: &Workload, threads: usize, make: &(dyn Fn(usize) ->
     });
     let first = spans.iter().map(|s| s.0).min().expect("a thread");
     let last = spans.iter().map(|s| s.1).max().expect("a thread");
-    (threads * w.steps.len()) as f64 / (last - first).as_secs_f64()
+    (threads * SCALING_ROUNDS * w.steps.len()) as f64 / (last - first).as_secs_f64()
 }
 
 /// [`scaling_run`] on one shared resource, thread `t` on stream `t + 1`.

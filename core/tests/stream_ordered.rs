@@ -222,6 +222,42 @@ fn bad_calls_change_nothing() {
     assert_eq!(p.stats().streams, 1, "frees never give a stream a heap");
 }
 
+/// A region one heap lends another is a live block of its lender's list, but not one the
+/// lender's stream allocated: no free by address on that stream (or any other) may take it.
+#[test]
+fn a_lent_region_cannot_be_freed_by_address() {
+    let st = SimStreams::new();
+    let p = pool(1 << 20, 0, &st);
+    let a = st.allocate(&p, 8192, 256, S1).unwrap();
+    st.enqueue(S1);
+    st.deallocate(&p, a, 8192, 256, S1).unwrap();
+    let b = st.allocate(&p, 1024, 256, S2).unwrap();
+    assert_eq!(
+        p.stats().steals,
+        1,
+        "stream 2 lives on a region of stream 1's heap"
+    );
+    let before = p.stats();
+    // Every 256-aligned range inside stream 1's chunk: none is a block a caller holds.
+    for start in (a..a + 8192).step_by(256) {
+        for len in (256..=a + 8192 - start).step_by(256) {
+            if start == b && len == 1024 {
+                continue;
+            }
+            for s in [S1, S2, S3] {
+                assert!(
+                    p.deallocate(start, len, 256, s).is_err(),
+                    "freed {start:#x}+{len} on {s:?}"
+                );
+            }
+        }
+    }
+    assert_eq!(p.stats(), before);
+    p.audit().unwrap();
+    st.deallocate(&p, b, 1024, 256, S2).unwrap();
+    p.audit().unwrap();
+}
+
 /// A stream order that fails: the block must not be handed over.
 struct Failing;
 impl StreamOrder for Failing {

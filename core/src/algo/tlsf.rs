@@ -24,6 +24,10 @@ pub type PartitionId = u16;
 
 /// "No node" in the links.
 const NIL: u32 = u32::MAX;
+
+/// The hash-chain link of a live block taken out of the address table with
+/// [`CoalescingList::detach`] (never a node index: those are below `MAX_NODES`).
+const DETACHED: u32 = u32::MAX - 1;
 /// The top bit of a physical link: set when the node on that side is a free block (of any
 /// partition). Node indices stay below it.
 const SIDE_FREE: u32 = 1 << 31;
@@ -2612,7 +2616,11 @@ impl<const N: usize, const P: usize, I: AddressIndex> CoalescingList<N, P, I> {
                     cur = n.link_next;
                 }
             }
-            if hashed != live {
+            let detached = nodes[..hw]
+                .iter()
+                .filter(|n| n.tag() == TAG_LIVE && n.link_next == DETACHED)
+                .count();
+            if hashed + detached != live {
                 return Err("live blocks missing from the address table");
             }
         }
@@ -2757,6 +2765,157 @@ impl<const N: usize, const P: usize> CoalescingList<N, P, AddressTable> {
         }
         self.blocks.hash_remove(idx, chain_prev, bucket);
         self.free_live(part, idx, block_size);
+        Ok(())
+    }
+
+    /// Frees the live block at `addr` into partition `part`, as
+    /// [`deallocate_in`](Self::deallocate_in) does, if there is one: `Ok(false)`, with nothing
+    /// changed, when no live block starts at `addr`. One lookup, and no scan to tell a double
+    /// free from a foreign address: for a caller that looks for the block elsewhere next (a
+    /// resource made of several lists).
+    ///
+    /// # Errors
+    ///
+    /// Nothing changes on error. [`Error::ZeroSize`] for `size == 0`;
+    /// [`Error::UnknownStream`] (the partition id) for a partition that does not exist;
+    /// [`Error::SizeMismatch`] when the block at `addr` has another size.
+    ///
+    /// ```
+    /// use strata_core::{Range, algo::CoalescingList};
+    /// let mut list = CoalescingList::new();
+    /// list.add_chunk(Range::new(0, 4096))?;
+    /// let a = list.allocate(512, 256)?;
+    /// assert_eq!(list.deallocate_if_live(0, 1 << 20, 512), Ok(false)); // not one of ours
+    /// assert_eq!(list.deallocate_if_live(0, a.start, 512), Ok(true));
+    /// assert_eq!(list.deallocate_if_live(0, a.start, 512), Ok(false)); // freed already
+    /// # Ok::<(), strata_core::Error>(())
+    /// ```
+    #[inline(always)]
+    pub fn deallocate_if_live(
+        &mut self,
+        part: PartitionId,
+        addr: u64,
+        size: u64,
+    ) -> Result<bool, Error> {
+        if size == 0 {
+            return Err(Error::ZeroSize);
+        }
+        if (part as usize) >= self.parts.count() {
+            return Err(Error::UnknownStream {
+                stream: part as u64,
+            });
+        }
+        let Some((idx, chain_prev, bucket)) = self.blocks.hash_find(addr) else {
+            return Ok(false);
+        };
+        let block_size = self.blocks.node(idx).size();
+        let rsize = crate::align_up(size, DEFAULT_ALIGNMENT).unwrap_or(0);
+        if rsize != block_size {
+            return Err(Error::SizeMismatch {
+                addr,
+                allocated: block_size,
+                given: size,
+            });
+        }
+        self.blocks.hash_remove(idx, chain_prev, bucket);
+        self.free_live(part, idx, block_size);
+        Ok(true)
+    }
+
+    /// Takes the live block at `addr` out of the address table and returns its handle: the
+    /// block stays live (its bytes stay allocated), but a free by address no longer finds it
+    /// (it is refused, as for an address never handed out) until it is freed with
+    /// [`deallocate_detached_in`](Self::deallocate_detached_in). `None`, with nothing changed,
+    /// when no live block starts at `addr`.
+    ///
+    /// For a block the list's owner holds for itself, which callers must not free (a region
+    /// lent to another list, say), at no cost on the path that frees by address.
+    ///
+    /// ```
+    /// use strata_core::{Range, Error, algo::CoalescingList};
+    /// let mut list = CoalescingList::new();
+    /// list.add_chunk(Range::new(0, 4096))?;
+    /// let a = list.allocate(1024, 256)?;
+    /// let h = list.detach(a.start).expect("live");
+    /// assert_eq!(list.detached_block(h), Some(a));
+    /// assert_eq!(list.deallocate(a.start, 1024), Err(Error::NotAllocated { addr: a.start }));
+    /// list.deallocate_detached_in(0, h)?;
+    /// assert_eq!(list.free_bytes(), 4096);
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn detach(&mut self, addr: u64) -> Option<BlockHandle> {
+        let (idx, chain_prev, bucket) = self.blocks.hash_find(addr)?;
+        self.blocks.hash_remove(idx, chain_prev, bucket);
+        let n = self.blocks.node_mut(idx);
+        n.link_next = DETACHED;
+        let generation = NonZeroU32::new(n.link_prev)?;
+        Some(BlockHandle {
+            node: idx,
+            generation,
+        })
+    }
+
+    /// The range of the detached block of `handle`, if `handle` names one.
+    ///
+    /// ```
+    /// use strata_core::{Range, algo::CoalescingList};
+    /// let mut list = CoalescingList::new();
+    /// list.add_chunk(Range::new(0, 4096))?;
+    /// let a = list.allocate(256, 256)?;
+    /// let h = list.detach(a.start).expect("live");
+    /// assert_eq!(list.detached_block(h), Some(a));
+    /// list.deallocate_detached_in(0, h)?;
+    /// assert_eq!(list.detached_block(h), None);
+    /// # Ok::<(), strata_core::Error>(())
+    /// ```
+    pub fn detached_block(&self, handle: BlockHandle) -> Option<Range> {
+        let idx = self.detached_node(handle)?;
+        let n = self.blocks.node(idx);
+        Some(Range::new(n.start(), n.size()))
+    }
+
+    /// The node of `handle` if it is a detached live block with the handle's generation.
+    fn detached_node(&self, handle: BlockHandle) -> Option<u32> {
+        let n = self.blocks.nodes()[..self.blocks.hw as usize].get(handle.node as usize)?;
+        (n.tag() == TAG_LIVE && n.link_next == DETACHED && n.link_prev == handle.generation.get())
+            .then_some(handle.node)
+    }
+
+    /// Frees the block [`detach`](Self::detach) returned `handle` for into partition `part`,
+    /// merging it with its free neighbours there.
+    ///
+    /// # Errors
+    ///
+    /// Nothing changes on error. [`Error::UnknownStream`] (the partition id) for a partition
+    /// that does not exist; [`Error::NotAllocated`] (`addr` 0) when `handle` names no detached
+    /// block of this list (freed already, never detached, or another list's).
+    ///
+    /// ```
+    /// use strata_core::{Range, Error, algo::CoalescingList};
+    /// let mut list = CoalescingList::new();
+    /// list.add_chunk(Range::new(0, 4096))?;
+    /// let a = list.allocate(256, 256)?;
+    /// let h = list.detach(a.start).expect("live");
+    /// list.deallocate_detached_in(0, h)?;
+    /// assert_eq!(list.deallocate_detached_in(0, h), Err(Error::NotAllocated { addr: 0 }));
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn deallocate_detached_in(
+        &mut self,
+        part: PartitionId,
+        handle: BlockHandle,
+    ) -> Result<(), Error> {
+        if (part as usize) >= self.parts.count() {
+            return Err(Error::UnknownStream {
+                stream: part as u64,
+            });
+        }
+        let idx = self
+            .detached_node(handle)
+            .ok_or(Error::NotAllocated { addr: 0 })?;
+        let size = self.blocks.node(idx).size();
+        self.blocks.node_mut(idx).link_next = NIL;
+        self.free_live(part, idx, size);
         Ok(())
     }
 
@@ -3492,6 +3651,48 @@ mod tests {
         );
         l.deallocate(b.start, 1000).unwrap();
         assert_eq!(l.free_blocks(), 1);
+        l.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn detached_blocks_stay_live_out_of_reach_of_frees_by_address() {
+        let mut l = CoalescingList::new();
+        l.add_chunk(Range::new(0, 1 << 20)).unwrap();
+        let blocks: Vec<Range> = (0..8).map(|i| l.allocate(256 << i, 256).unwrap()).collect();
+        let handles: Vec<BlockHandle> = blocks
+            .iter()
+            .step_by(2)
+            .map(|b| l.detach(b.start).unwrap())
+            .collect();
+        l.check_invariants().unwrap();
+        assert_eq!(l.live_blocks(), 8);
+        for (b, h) in blocks.iter().step_by(2).zip(&handles) {
+            assert!(!l.is_live(b.start));
+            assert_eq!(l.detach(b.start), None);
+            assert_eq!(l.deallocate_if_live(0, b.start, b.len), Ok(false));
+            assert_eq!(
+                l.deallocate_block(*h),
+                Err(Error::DoubleFree { addr: b.start })
+            );
+            assert_eq!(l.detached_block(*h), Some(*b));
+        }
+        // The table still grows and rehashes around them.
+        let more: Vec<Range> = (0..100).map(|_| l.allocate(256, 256).unwrap()).collect();
+        l.check_invariants().unwrap();
+        for b in blocks.iter().skip(1).step_by(2).chain(&more) {
+            assert_eq!(l.deallocate_if_live(0, b.start, b.len), Ok(true));
+        }
+        for h in &handles {
+            l.deallocate_detached_in(0, *h).unwrap();
+            assert_eq!(
+                l.deallocate_detached_in(0, *h),
+                Err(Error::NotAllocated { addr: 0 })
+            );
+        }
+        assert_eq!(
+            (l.live_blocks(), l.free_blocks(), l.free_bytes()),
+            (0, 1, 1 << 20)
+        );
         l.check_invariants().unwrap();
     }
 

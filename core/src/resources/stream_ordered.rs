@@ -5,7 +5,7 @@ use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
 use super::table::StreamTable;
-use crate::algo::{CoalescingList, PartitionId, PoolConfig};
+use crate::algo::{BlockHandle, CoalescingList, PartitionId, PoolConfig};
 use crate::sync::{AtomicU64, Mutex, Ordering};
 use crate::{
     DEFAULT_ALIGNMENT, Error, MemoryResource, Range, StreamKey, StreamOrder, Upstream, align_down,
@@ -130,15 +130,14 @@ struct Heap<const N: usize, const P: usize> {
     parts: Vec<Freer>,
     /// The `Spare` partitions.
     spare: Vec<PartitionId>,
-    /// Live blocks of `list` that are regions lent to other heaps, by start. They are disjoint,
-    /// as the heap's chunks are (the list refuses overlapping chunks, so no heap ever holds a
-    /// region nested in one of its own chunks either).
-    lent: BTreeMap<u64, Loan>,
+    /// Live blocks of `list` that are regions lent to other heaps, by start, with their
+    /// handles: each is detached from the list's address table, so a free by address (the
+    /// fast path) can never free one. They are disjoint, as the heap's chunks are (the list
+    /// refuses overlapping chunks, so no heap ever holds a region nested in one of its own
+    /// chunks either).
+    lent: BTreeMap<u64, (Loan, BlockHandle)>,
     /// Bytes of the lent regions.
     lent_bytes: u64,
-    /// No lent region is shorter than this (`u64::MAX` while none is lent): a live block
-    /// shorter than it is a block of the heap's own, found with no map lookup.
-    lent_min: u64,
     /// Chunks of `list` that are regions borrowed from other heaps, by start.
     borrowed: BTreeMap<u64, Loan>,
     /// Heaps in which the owner freed blocks of theirs (cross-stream frees): where its own
@@ -154,7 +153,6 @@ impl<const N: usize, const P: usize> Heap<N, P> {
             spare: Vec::new(),
             lent: BTreeMap::new(),
             lent_bytes: 0,
-            lent_min: u64::MAX,
             borrowed: BTreeMap::new(),
             foreign: Vec::new(),
         }
@@ -164,26 +162,13 @@ impl<const N: usize, const P: usize> Heap<N, P> {
         self.parts[0]
     }
 
-    /// Whether a live block of this heap's own (not a region lent to another heap) starts at
-    /// `addr`. O(1) while nothing is lent or the block is shorter than every lent region.
-    #[inline]
-    fn owns(&self, addr: u64) -> bool {
-        if self.lent.is_empty() {
-            return self.list.is_live(addr);
-        }
-        match self.list.live_block(addr) {
-            Some(b) => b.len < self.lent_min || !self.lent.contains_key(&addr),
-            None => false,
-        }
-    }
-
     /// The lent region that contains `addr`, if there is one.
     fn loan_containing(&self, addr: u64) -> Option<(u64, Loan)> {
         self.lent
             .range(..=addr)
             .next_back()
-            .filter(|&(&start, loan)| addr - start < loan.len)
-            .map(|(&start, &loan)| (start, loan))
+            .filter(|&(&start, (loan, _))| addr - start < loan.len)
+            .map(|(&start, &(loan, _))| (start, loan))
     }
 
     /// The borrowed region that contains `addr`, if there is one.
@@ -195,27 +180,38 @@ impl<const N: usize, const P: usize> Heap<N, P> {
             .map(|(&start, &loan)| (start, loan))
     }
 
-    /// Records `region` (a live block of the list) as lent to heap `to`.
+    /// Records `region` (a live block of the list) as lent to heap `to`, and takes it out of
+    /// the list's address table.
     fn lend(&mut self, region: Range, to: usize) {
-        let old = self.lent.insert(
-            region.start,
-            Loan {
+        let handle = self.list.detach(region.start);
+        debug_assert!(handle.is_some(), "a lent region is a live block");
+        if let Some(handle) = handle {
+            let loan = Loan {
                 len: region.len,
                 slot: to,
-            },
-        );
-        debug_assert!(old.is_none());
-        self.lent_bytes += region.len;
-        self.lent_min = self.lent_min.min(region.len);
+            };
+            let old = self.lent.insert(region.start, (loan, handle));
+            debug_assert!(old.is_none());
+            self.lent_bytes += region.len;
+        }
     }
 
-    /// Forgets the loan of the region starting at `start` (its block stays live).
-    fn unlend(&mut self, start: u64) -> Option<Loan> {
-        let loan = self.lent.remove(&start)?;
-        self.lent_bytes -= loan.len;
-        if self.lent.is_empty() {
-            self.lent_min = u64::MAX;
-        }
+    /// Forgets the loan of the region starting at `start` (its block stays live, detached:
+    /// the caller frees it with the handle).
+    fn unlend(&mut self, start: u64) -> Option<(Loan, BlockHandle)> {
+        let lent = self.lent.remove(&start)?;
+        self.lent_bytes -= lent.0.len;
+        Some(lent)
+    }
+
+    /// Forgets the loan of the region starting at `start` and frees it into partition `p`.
+    fn unlend_into(&mut self, start: u64, p: PartitionId) -> Option<Loan> {
+        let (loan, handle) = self.unlend(start)?;
+        let freed = self.list.deallocate_detached_in(p, handle);
+        debug_assert!(
+            freed.is_ok(),
+            "a lent region is a detached block of its lender"
+        );
         Some(loan)
     }
 
@@ -732,11 +728,9 @@ impl<U: Upstream, O: StreamOrder, const N: usize, const P: usize> StreamOrderedP
                 }
             }
             let mut lent_bytes = 0;
-            for (&start, loan) in &h.lent {
-                if h.list.live_block(start) != Some(Range::new(start, loan.len))
-                    || loan.len < h.lent_min
-                {
-                    return Err("a lent region is not a live block of its lender");
+            for (&start, (loan, handle)) in &h.lent {
+                if h.list.detached_block(*handle) != Some(Range::new(start, loan.len)) {
+                    return Err("a lent region is not a detached live block of its lender");
                 }
                 lent_bytes += loan.len;
             }
@@ -750,7 +744,7 @@ impl<U: Upstream, O: StreamOrder, const N: usize, const P: usize> StreamOrderedP
             {
                 return Err("a borrowed region is not a chunk of its borrower");
             }
-            let lent = h.lent.iter().map(|(&s, &l)| (s, l)).collect();
+            let lent = h.lent.iter().map(|(&s, &(l, _))| (s, l)).collect();
             let borrowed = h.borrowed.iter().map(|(&s, &l)| (s, l)).collect();
             heaps.push((i, chunks, lent, borrowed));
         }
@@ -1044,24 +1038,21 @@ impl<U: Upstream, O: StreamOrder, const N: usize, const P: usize> StreamOrderedP
     /// lender `j`: into `freer`'s partition there, where it merges with its free neighbours.
     fn put_back(&self, j: usize, region: Range, freer: StreamKey, from: usize) {
         let mut h = self.table.lock(j);
-        let loan = h.unlend(region.start);
-        debug_assert_eq!(
-            loan,
-            Some(Loan {
-                len: region.len,
-                slot: from
-            })
-        );
         match h.part_for(freer) {
             Ok(p) => {
-                let freed = h.list.deallocate_in(p, region.start, region.len);
-                debug_assert!(freed.is_ok(), "a lent region is a live block of its lender");
+                let loan = h.unlend_into(region.start, p);
+                debug_assert_eq!(
+                    loan,
+                    Some(Loan {
+                        len: region.len,
+                        slot: from
+                    })
+                );
                 self.table.set_hint(j, h.list.free_bytes());
             }
             Err(_) => {
                 // No partition left for `freer` here (fixed partitions): the region stays with
                 // the heap that gave it back, as it was.
-                h.lend(region, from);
                 drop(h);
                 let mut b = self.table.lock(from);
                 let back = b
@@ -1276,9 +1267,7 @@ impl<U: Upstream, O: StreamOrder, const N: usize, const P: usize> StreamOrderedP
                     if let Some(region) = Self::carve(&mut h, q, i, want)? {
                         if let Err(e) = self.order.order_after(w, s) {
                             // Not taken: back where it was, as it was.
-                            h.unlend(region.start);
-                            let back = h.list.deallocate_in(q, region.start, region.len);
-                            debug_assert!(back.is_ok());
+                            h.unlend_into(region.start, q);
                             return Err(e);
                         }
                         self.steals.fetch_add(1, Ordering::Relaxed);
@@ -1327,11 +1316,13 @@ impl<U: Upstream, O: StreamOrder, const N: usize, const P: usize> StreamOrderedP
                 // Not taken: back to the lender, labelled as it was there (or as `w`'s, which
                 // is ordered after it).
                 let mut l = self.table.lock(j);
-                let loan = l.unlend(region.start);
-                debug_assert!(loan.is_some());
                 let p = l.part_of(source).map_or_else(|| l.part_for(w), Ok);
-                let back = p.and_then(|p| l.list.deallocate_in(p, region.start, region.len));
-                debug_assert!(back.is_ok());
+                // `source`'s partition held the region's blocks a moment ago, so it exists.
+                debug_assert!(p.is_ok());
+                if let Ok(p) = p {
+                    let loan = l.unlend_into(region.start, p);
+                    debug_assert!(loan.is_some());
+                }
                 self.table.set_hint(j, l.list.free_bytes());
                 match e {
                     // A region inside one of `i`'s own chunks (lent on by its borrower).
@@ -1646,18 +1637,11 @@ where
     ) -> Result<(), Error> {
         if let Some(i) = self.table.lookup(stream) {
             let mut h = self.table.lock(i);
-            // The common case (nothing lent) spelled out apart, so that the lookup and the
-            // free share their work.
-            if h.lent.is_empty() {
-                if h.list.is_live(addr) {
-                    let r = h.list.deallocate_in(0, addr, size);
-                    self.table.set_hint(i, h.list.free_bytes());
-                    return r;
-                }
-            } else if h.owns(addr) {
-                let r = h.list.deallocate_in(0, addr, size);
+            // One lookup: a block of this heap's own is freed; a region it lent to another
+            // heap is detached from its address table, so never found here.
+            if h.list.deallocate_if_live(0, addr, size)? {
                 self.table.set_hint(i, h.list.free_bytes());
-                return r;
+                return Ok(());
             }
         }
         self.deallocate_slow(addr, size, stream)
