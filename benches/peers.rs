@@ -20,7 +20,11 @@
 //!   generation check, no lookup), as offset-allocator and xalloc free by the handle their
 //!   `allocate` returned;
 //!
-//!   all four strata subjects get their metadata preallocated (`CoalescingList::with_capacity`
+//! - `strata-pool-best`: `strata-pool-h` with its list built with [`Fit::Best`] (bounded
+//!   address-ordered best fit, carved from the block's start) instead of TLSF's good fit: the
+//!   configuration for the least memory;
+//!
+//!   all strata subjects get their metadata preallocated (`CoalescingList::with_capacity`
 //!   / `preallocated`), as offset-allocator (`with_max_allocs`) and xalloc (`with_capacity`) do:
 //!   2 × the trace's peak live blocks + 64 nodes. Their adapters are `#[inline(always)]`, as
 //!   strata's own hot paths are, so the replay loop calls strata as a user's loop would (the
@@ -53,9 +57,12 @@
 //!   skipped, so its `ns/op` covers slightly different work; such rows are marked `*`);
 //! - `min cap`: the smallest capacity, as a multiple of the trace's peak live bytes (sizes as
 //!   logged, before rounding), at which it replays the whole trace with no failure. Found by
-//!   doubling from 1× (up to [`MAX_SEARCH_MULTIPLE`]) and then bisecting to 1%. Failure is not
-//!   strictly monotone in capacity for every algorithm, so this is the boundary the search finds,
-//!   verified by a full replay at that capacity.
+//!   doubling from 1× (up to [`MAX_SEARCH_MULTIPLE`]) to a capacity `hi` that suffices, then
+//!   scanning up from `hi / 2` in steps of `hi / 800` (0.0025× for the usual `hi` of 2×) to
+//!   the first capacity that suffices, verified by a full checked replay. A scan, not a
+//!   bisection, because failure is not monotone in capacity near the boundary (an allocator
+//!   may fail at 1.065× and succeed at 1.0625×): a bisection's answer depends on where it
+//!   happens to probe.
 //!
 //! The timed capacity is the same for all allocators: `--capacity` times the peak live bytes
 //! (default 2×), rounded up to 256 bytes.
@@ -70,6 +77,10 @@
 //! With no trace, it replays the bundled `examples/traces/sample.csv` (so a plain `cargo bench`
 //! runs it too).
 //!
+//! Before it, one line each for `strata-pool-h` and `strata-pool-best`: `worst
+//! capacity_vs_best_peer`, the largest over the traces of its minimum capacity divided by the
+//! smallest peer's (at most 1: it needs no more memory than any peer).
+//!
 //! The last line is `worst ratio_vs_best_peer=<x> (strata-pool-h: ...)`: the largest, over the
 //! traces, of `strata-pool-h`'s ns/op divided by the fastest peer's ns/op on that trace. The
 //! headline is the handle form because the peers are called through their own handle APIs:
@@ -82,7 +93,7 @@ use std::num::NonZeroU64;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use strata::algo::{BlockHandle, CoalescingList, HandlesOnly, Pool, PoolConfig};
+use strata::algo::{BlockHandle, CoalescingList, Fit, HandlesOnly, Pool, PoolConfig};
 use strata::trace::{Op, Trace};
 use strata::{Range, SimUpstream};
 
@@ -92,8 +103,9 @@ const ALIGN: u64 = 256;
 /// The largest capacity, as a multiple of the peak live bytes, the capacity search tries.
 const MAX_SEARCH_MULTIPLE: f64 = 64.0;
 
-/// The relative precision the capacity search bisects to.
-const SEARCH_PRECISION: f64 = 0.01;
+/// The capacity search's scan step, as a fraction of the bracket's upper end: 0.0025× the
+/// peak live bytes for the usual bracket 1×..2×.
+const SEARCH_STEP: f64 = 0.00125;
 
 /// The trace replayed when none is given (the README's sample: 5 000 operations on 2 streams).
 const SAMPLE_TRACE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/traces/sample.csv");
@@ -339,14 +351,20 @@ impl Subject for StrataTlsf {
 /// strata's coalescing pool freed by handle: as [`StrataPool`], but its list keeps no address
 /// table (`HandlesOnly`) and blocks are freed with the [`BlockHandle`] `allocate_block`
 /// returned (`deallocate_block`: the node index, checked against a generation), as
-/// offset-allocator and xalloc free by handle.
-struct StrataPoolH {
+/// offset-allocator and xalloc free by handle. With `BEST`, `strata-pool-best`: the same with
+/// its list picking blocks by [`Fit::Best`] (bounded address-ordered best fit, carved from the
+/// block's start) instead of TLSF's good fit.
+struct StrataPoolH<const BEST: bool = false> {
     inner: Pool<SimUpstream, 0, 0, HandlesOnly>,
     chunk: Range,
 }
 
-impl Subject for StrataPoolH {
-    const NAME: &'static str = "strata-pool-h";
+impl<const BEST: bool> Subject for StrataPoolH<BEST> {
+    const NAME: &'static str = if BEST {
+        "strata-pool-best"
+    } else {
+        "strata-pool-h"
+    };
     const IS_STRATA: bool = true;
     const NODE_BYTES: Option<usize> = Some(CoalescingList::<0, 0, HandlesOnly>::NODE_BYTES);
     /// The block's node and generation: 8 bytes, and `Option<BlockHandle>` too, like
@@ -355,7 +373,10 @@ impl Subject for StrataPoolH {
 
     fn build(capacity: u64, max_blocks: usize) -> Option<Self> {
         let config = PoolConfig::new(capacity).with_maximum(capacity);
-        let list = CoalescingList::preallocated(metadata_slots(max_blocks)).ok()?;
+        let fit = if BEST { Fit::Best } else { Fit::Good };
+        let list = CoalescingList::preallocated(metadata_slots(max_blocks))
+            .ok()?
+            .with_fit(fit);
         let inner = Pool::with_list(SimUpstream::new(capacity), list, config).ok()?;
         assert_eq!(inner.chunk_count(), 1, "the pool starts with one chunk");
         let chunk = inner.list().chunks().next()?;
@@ -371,7 +392,10 @@ impl Subject for StrataPoolH {
     #[inline(always)]
     fn free(&mut self, handle: BlockHandle, _size: u64) {
         if let Err(e) = self.inner.deallocate_block(handle) {
-            panic!("strata-pool-h refused the free of a block it handed out: {e}");
+            panic!(
+                "{} refused the free of a block it handed out: {e}",
+                Self::NAME
+            );
         }
     }
 
@@ -701,8 +725,9 @@ fn fits<A: Subject>(w: &Workload, capacity: u64) -> bool {
 }
 
 /// The smallest capacity multiple (of the peak live bytes) at which the allocator replays the
-/// workload with no refusal: doubling from 1×, then bisection to [`SEARCH_PRECISION`]. `None`
-/// when even [`MAX_SEARCH_MULTIPLE`] is not enough (or not representable).
+/// workload with no refusal: doubling from 1× to a multiple `hi` that suffices, then a scan up
+/// from `hi / 2` in steps of [`SEARCH_STEP`]` × hi`. `None` when even [`MAX_SEARCH_MULTIPLE`]
+/// is not enough (or not representable).
 fn min_capacity<A: Subject>(w: &Workload) -> Option<f64> {
     let mut hi = 1.0;
     while !fits::<A>(w, w.capacity(hi)) {
@@ -714,16 +739,13 @@ fn min_capacity<A: Subject>(w: &Workload) -> Option<f64> {
     if hi == 1.0 {
         return Some(hi);
     }
-    let mut lo = hi / 2.0;
-    while hi - lo > SEARCH_PRECISION * hi {
-        let mid = (lo + hi) / 2.0;
-        if fits::<A>(w, w.capacity(mid)) {
-            hi = mid;
-        } else {
-            lo = mid;
-        }
+    let step = SEARCH_STEP * hi;
+    let lo = hi / 2.0;
+    let steps = (lo / step).round() as u32;
+    if let Some(k) = (1..steps).find(|&k| fits::<A>(w, w.capacity(lo + f64::from(k) * step))) {
+        hi = lo + f64::from(k) * step;
     }
-    // The search assumes monotony; the answer is checked with a full, checked replay.
+    // The answer is checked with a full, checked replay.
     assert_eq!(
         verify::<A>(w, w.capacity(hi)).map(|c| c.failed),
         Some(0),
@@ -990,6 +1012,7 @@ fn main() -> ExitCode {
         Entry::of::<StrataTlsf>(),
         Entry::of::<StrataPoolH>(),
         Entry::of::<StrataTlsfH>(),
+        Entry::of::<StrataPoolH<true>>(),
         Entry::of::<RangeAlloc>(),
         Entry::of::<OffsetAlloc>(),
         Entry::of::<Buddy>(),
@@ -1037,10 +1060,19 @@ fn main() -> ExitCode {
         StrataPool::NAME,
         fmt(worst.address)
     );
+    for (name, excess) in [
+        (StrataPoolH::<false>::NAME, worst.capacity_good),
+        (StrataPoolH::<true>::NAME, worst.capacity_best),
+    ] {
+        println!(
+            "worst capacity_vs_best_peer of {name} (min cap / the best peer's; <= 1: no worse)={}",
+            fmt(excess)
+        );
+    }
     println!(
         "worst ratio_vs_best_peer={} ({}: frees by handle, as the peers are called)",
         fmt(worst.handle),
-        StrataPoolH::NAME
+        StrataPoolH::<false>::NAME
     );
     ExitCode::SUCCESS
 }
@@ -1052,6 +1084,11 @@ struct Worst {
     handle: Option<f64>,
     /// Of `strata-pool`.
     address: Option<f64>,
+    /// The largest, over the traces, of `strata-pool-h`'s minimum capacity over the best
+    /// (smallest) peer's.
+    capacity_good: Option<f64>,
+    /// The same for `strata-pool-best`.
+    capacity_best: Option<f64>,
 }
 
 /// Prints one trace's table and folds its strata-pool-h and strata-pool ratios into `worst`.
@@ -1070,7 +1107,7 @@ fn print_rows(w: &Workload, rows: &[Row], worst: &mut Worst) {
         let mark = if r.failed > 0 { "*" } else { " " };
         let cap = match (r.searched, r.min_capacity) {
             (false, _) => "-".to_owned(),
-            (true, Some(x)) => format!("{x:.2}x"),
+            (true, Some(x)) => format!("{x:.4}x"),
             (true, None) => format!(">{MAX_SEARCH_MULTIPLE:.0}x"),
         };
         let ratio = match (r.ns_per_op, best_peer) {
@@ -1106,12 +1143,36 @@ fn print_rows(w: &Workload, rows: &[Row], worst: &mut Worst) {
             );
         }
     }
+    let best_peer_capacity = rows
+        .iter()
+        .filter(|r| !r.is_strata)
+        .filter_map(|r| r.min_capacity.map(|c| (c, r.name)))
+        .min_by(|a, b| a.0.total_cmp(&b.0));
+    if let Some((peer_cap, peer_name)) = best_peer_capacity {
+        for (name, slot) in [
+            (StrataPoolH::<false>::NAME, &mut worst.capacity_good),
+            (StrataPoolH::<true>::NAME, &mut worst.capacity_best),
+        ] {
+            if let Some(cap) = rows
+                .iter()
+                .find(|r| r.name == name)
+                .and_then(|r| r.min_capacity)
+            {
+                let excess = cap / peer_cap;
+                println!(
+                    "  {}: {name} min cap {cap:.4}x, best peer {peer_name} {peer_cap:.4}x:                      capacity_vs_best_peer={excess:.3}",
+                    w.name
+                );
+                *slot = Some(slot.map_or(excess, |x: f64| x.max(excess)));
+            }
+        }
+    }
     let Some((best, best_name)) = best_peer else {
         return;
     };
     println!("  fastest peer: {best_name} ({best:.1} ns/op)");
     for (name, slot) in [
-        (StrataPoolH::NAME, &mut worst.handle),
+        (StrataPoolH::<false>::NAME, &mut worst.handle),
         (StrataPool::NAME, &mut worst.address),
     ] {
         if let Some(ns) = rows

@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use proptest::prelude::*;
 use strata_core::algo::{
-    AddressIndex, BlockHandle, CoalescingList, HandlesOnly, PartitionId, Pool, PoolConfig,
+    AddressIndex, BlockHandle, CoalescingList, Fit, HandlesOnly, PartitionId, Pool, PoolConfig,
 };
 use strata_core::{Error, Range, SimUpstream, Upstream};
 
@@ -271,14 +271,14 @@ fn check_list<const N: usize, const P: usize, I: AddressIndex>(
     assert_eq!(per_part, list.free_bytes());
 }
 
-fn run_list(ops: &[Op]) {
+fn run_list(ops: &[Op], fit: Fit) {
     // Two adjacent chunks (which must never merge) and one far away.
     let chunks = [
         Range::new(1 << 30, 128 * 1024),
         Range::new((1 << 30) + 128 * 1024, 64 * 1024),
         Range::new(1 << 34, 192 * 1024),
     ];
-    let mut list = CoalescingList::new();
+    let mut list = CoalescingList::new().with_fit(fit);
     let parts = 4u8;
     for _ in 1..parts {
         list.add_partition().unwrap();
@@ -740,7 +740,22 @@ proptest! {
     /// The list with four partitions and three chunks (two adjacent).
     #[test]
     fn list_keeps_every_invariant(ops in prop::collection::vec(op(), STEPS)) {
-        run_list(&ops);
+        run_list(&ops, Fit::Good);
+    }
+
+    /// The same list picking blocks by bounded best fit.
+    #[test]
+    fn best_fit_list_keeps_every_invariant(ops in prop::collection::vec(op(), STEPS)) {
+        run_list(&ops, Fit::Best);
+    }
+
+    /// A fixed handle-only list picking blocks by bounded best fit.
+    #[test]
+    fn best_fit_handle_list_keeps_every_invariant(ops in prop::collection::vec(op(), STEPS)) {
+        run_handles(
+            &ops,
+            CoalescingList::<96, 4, HandlesOnly>::with_fixed_capacity().with_fit(Fit::Best),
+        );
     }
 
     /// A pool with a maximum, on a small simulated device: growth, trim, out of memory.

@@ -6,7 +6,8 @@ mod pool;
 mod tlsf;
 pub use pool::{Pool, PoolConfig};
 pub use tlsf::{
-    AddressIndex, AddressTable, Block, BlockHandle, CoalescingList, HandlesOnly, PartitionId,
+    AddressIndex, AddressTable, BEST_FIT_CANDIDATES, Block, BlockHandle, CoalescingList, Fit,
+    HandlesOnly, PartitionId,
 };
 
 mod fixed;

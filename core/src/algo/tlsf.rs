@@ -1069,6 +1069,48 @@ impl<const P: usize> Parts<P> {
     }
 }
 
+/// How a [`CoalescingList`] picks the free block an allocation is carved from.
+///
+/// ```
+/// use strata_core::{Range, algo::{CoalescingList, Fit}};
+/// // Two free blocks: one of 257 280 bytes, and the rest of the chunk (about 3.7 MiB).
+/// let two_free_blocks = |fit| -> Result<_, strata_core::Error> {
+///     let mut list = CoalescingList::new().with_fit(fit);
+///     list.add_chunk(Range::new(0, 4 << 20))?;
+///     let a = list.allocate(257_280, 256)?;
+///     list.allocate(256, 256)?; // keeps `a` from merging with the rest when freed
+///     list.deallocate(a.start, a.len)?;
+///     Ok((list, a))
+/// };
+/// // Good fit for 256 000 bytes: 257 280 lies in the request's own size class, where not
+/// // every block holds the request, so the big block's class is taken (its end).
+/// let (mut good, a) = two_free_blocks(Fit::Good)?;
+/// assert_ne!(good.allocate(256_000, 256)?.start, a.start);
+/// // Best fit: the smallest block that holds it, carved from its start.
+/// let (mut best, a) = two_free_blocks(Fit::Best)?;
+/// assert_eq!(best.allocate(256_000, 256)?.start, a.start);
+/// # Ok::<(), strata_core::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Fit {
+    /// TLSF's good fit, O(1): the head of the smallest non-empty size class whose every
+    /// block holds the request, carved from its end. The default: the fastest, and within a
+    /// few per cent of best fit in the memory a workload needs.
+    #[default]
+    Good,
+    /// Best fit, bounded: among the first [`BEST_FIT_CANDIDATES`] blocks of the request's own
+    /// size class that hold it, else of the smallest class above with a block, the smallest
+    /// block (the lowest address among equals), carved from its start: address-ordered best
+    /// fit, the policy that fragments least on most workloads, at the cost of reading up to
+    /// twice [`BEST_FIT_CANDIDATES`] nodes per allocation. For a pool that must fit in as
+    /// little memory as it can.
+    Best,
+}
+
+/// How many blocks of one size class [`Fit::Best`] compares at most: the bound that keeps it
+/// O(1).
+pub const BEST_FIT_CANDIDATES: usize = 16;
+
 /// A validated request: its footprint and the free-block size that guarantees a fit.
 #[derive(Clone, Copy)]
 struct Request {
@@ -1214,6 +1256,8 @@ pub struct CoalescingList<const N: usize = 0, const P: usize = 0, I: AddressInde
     free_bytes: u64,
     /// The generation the next live block gets (odd, so never 0; wraps).
     next_generation: u32,
+    /// How a free block is picked.
+    fit: Fit,
 }
 
 #[cfg(feature = "alloc")]
@@ -1335,7 +1379,42 @@ impl<const N: usize, const P: usize, I: AddressIndex> CoalescingList<N, P, I> {
             chunk_bytes: 0,
             free_bytes: 0,
             next_generation: 1,
+            fit: Fit::Good,
         }
+    }
+
+    /// The list with its free blocks picked by `fit` ([`Fit::Good`] unless set).
+    ///
+    /// ```
+    /// use strata_core::algo::{CoalescingList, Fit};
+    /// let list = CoalescingList::new().with_fit(Fit::Best);
+    /// assert_eq!(list.fit(), Fit::Best);
+    /// ```
+    pub const fn with_fit(mut self, fit: Fit) -> Self {
+        self.fit = fit;
+        self
+    }
+
+    /// Picks free blocks by `fit` from now on (blocks already placed stay where they are).
+    ///
+    /// ```
+    /// use strata_core::algo::{CoalescingList, Fit};
+    /// let mut list = CoalescingList::new();
+    /// list.set_fit(Fit::Best);
+    /// assert_eq!(list.fit(), Fit::Best);
+    /// ```
+    pub fn set_fit(&mut self, fit: Fit) {
+        self.fit = fit;
+    }
+
+    /// How free blocks are picked.
+    ///
+    /// ```
+    /// use strata_core::algo::{CoalescingList, Fit};
+    /// assert_eq!(CoalescingList::new().fit(), Fit::Good);
+    /// ```
+    pub const fn fit(&self) -> Fit {
+        self.fit
     }
 
     // ----------------------------------------------------------------------------------------
@@ -1652,6 +1731,9 @@ impl<const N: usize, const P: usize, I: AddressIndex> CoalescingList<N, P, I> {
     ) -> Result<Block, Error> {
         // The common case, in few instructions: an alignment of at most 256 (a power of
         // two), a size that rounds up without overflow, and a class list that is sure to fit.
+        if self.fit == Fit::Best {
+            return self.allocate_best(part, size, align);
+        }
         let align_mask = align.wrapping_sub(1);
         if align_mask < DEFAULT_ALIGNMENT
             && align & align_mask == 0
@@ -1774,6 +1856,29 @@ impl<const N: usize, const P: usize, I: AddressIndex> CoalescingList<N, P, I> {
         self.carve(part, idx, &req)
     }
 
+    /// [`Fit::Best`]: the smallest of the first [`BEST_FIT_CANDIDATES`] fitting blocks of the
+    /// request's own class, else of the first non-empty class above it, carved from its start;
+    /// the good-fit search of [`allocate_general`](Self::allocate_general) when neither has one.
+    #[inline(never)]
+    fn allocate_best(&mut self, part: PartitionId, size: u64, align: u64) -> Result<Block, Error> {
+        let req = Request::new(size, align)?;
+        let Some(fi) = self.parts.get(part) else {
+            return Err(self.missing_partition(part, size));
+        };
+        let nodes = self.blocks.nodes();
+        let own = class_index(req.rsize >> GRANULE_SHIFT);
+        let mut best = best_in_class(fi, nodes, own, &req);
+        if best == NIL
+            && let Some(c) = fi.find(own + 1)
+        {
+            best = best_in_class(fi, nodes, c, &req);
+        }
+        if best == NIL {
+            return self.allocate_general(part, size, align);
+        }
+        self.carve_front(part, best, &req)
+    }
+
     /// Looks, block by block, through the classes that may hold a block fitting `req` but are
     /// below the class `find` starts at. The slow path, taken only before reporting
     /// out-of-memory: O(blocks in those classes).
@@ -1801,7 +1906,7 @@ impl<const N: usize, const P: usize, I: AddressIndex> CoalescingList<N, P, I> {
         let block = *self.blocks.node(idx);
         debug_assert!(block.tag() == part as u32 && req.fits(&block));
         if req.align != DEFAULT_ALIGNMENT {
-            return self.carve_aligned(part, idx, req);
+            return self.carve_front(part, idx, req);
         }
         let (start, size) = (block.start(), block.size());
         let rest = size - req.rsize;
@@ -1845,15 +1950,11 @@ impl<const N: usize, const P: usize, I: AddressIndex> CoalescingList<N, P, I> {
         Ok(self.finish_allocation(live, start + rest, req.rsize, generation))
     }
 
-    /// [`carve`](Self::carve) for an alignment above 256: the block is split into a free
-    /// front piece (if the start is not aligned), the live block, and a free tail (if any).
+    /// [`carve`](Self::carve) from the block's first aligned address (for an alignment above
+    /// 256, and for [`Fit::Best`]): the block is split into a free front piece (if the start
+    /// is not aligned), the live block, and a free tail (if any).
     #[inline(never)]
-    fn carve_aligned(
-        &mut self,
-        part: PartitionId,
-        idx: u32,
-        req: &Request,
-    ) -> Result<Block, Error> {
+    fn carve_front(&mut self, part: PartitionId, idx: u32, req: &Request) -> Result<Block, Error> {
         let block = *self.blocks.node(idx);
         let front = req.front_pad(block.start());
         let tail = block.size() - front - req.rsize;
@@ -2969,6 +3070,25 @@ impl<const N: usize, const P: usize> CoalescingList<N, P, AddressTable> {
     }
 }
 
+/// The smallest of the first [`BEST_FIT_CANDIDATES`] blocks of class `c` in `fi` that fit
+/// `req` (the lowest address among equals), or `NIL`.
+fn best_in_class(fi: &FreeIndex, nodes: &[Node], c: usize, req: &Request) -> u32 {
+    let (mut best, mut best_key) = (NIL, (u64::MAX, u64::MAX));
+    let mut cur = fi.head(c);
+    for _ in 0..BEST_FIT_CANDIDATES {
+        if cur == NIL {
+            break;
+        }
+        let n = nd(nodes, cur);
+        let key = (n.size(), n.start());
+        if req.fits(n) && key < best_key {
+            (best, best_key) = (cur, key);
+        }
+        cur = n.link_next;
+    }
+    best
+}
+
 /// Frees node `idx` (no longer live, or a free block taken out of its list) into the free
 /// index `fi` of partition `tag`, merging it at once with its physical neighbours free in that
 /// partition. Whichever node survives a merge moves to the front of the list of its new size
@@ -3692,6 +3812,42 @@ mod tests {
         assert_eq!(
             (l.live_blocks(), l.free_blocks(), l.free_bytes()),
             (0, 1, 1 << 20)
+        );
+        l.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn best_fit_takes_the_smallest_fitting_candidate_lowest_address_first() {
+        // Free blocks of 1010, 1005, 1012 and 1005 units, separated by live spacers, in address
+        // order. Classes are 16 units wide here: 1005 lies in [992, 1008), 1010 and 1012 in
+        // [1008, 1024).
+        let mut l = CoalescingList::new().with_fit(Fit::Best);
+        let unit = 256;
+        l.add_chunk(Range::new(0, 1 << 24)).unwrap();
+        let sizes = [1010, 1005, 1012, 1005];
+        let mut free = Vec::new();
+        let mut next = 0;
+        for units in sizes {
+            let b = l.allocate(units * unit, 256).unwrap();
+            assert_eq!(b.start, next, "best fit carves from the start");
+            l.allocate(unit, 256).unwrap();
+            next = b.start + b.len + unit;
+            free.push(b);
+        }
+        for b in &free {
+            l.deallocate(b.start, b.len).unwrap();
+        }
+        // 1001 units: the two 1005-unit blocks, in the request's own class, fit best; the lower
+        // one is taken first, each at its start.
+        assert_eq!(l.allocate(1001 * unit, 256).unwrap().start, free[1].start);
+        assert_eq!(l.allocate(1001 * unit, 256).unwrap().start, free[3].start);
+        // Then the smallest of the class above: 1010 units.
+        assert_eq!(l.allocate(1001 * unit, 256).unwrap().start, free[0].start);
+        // Good fit takes the head of the class above (1012 units), at its end.
+        l.set_fit(Fit::Good);
+        assert_eq!(
+            l.allocate(1001 * unit, 256).unwrap().start,
+            free[2].start + 11 * unit
         );
         l.check_invariants().unwrap();
     }
