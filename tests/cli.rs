@@ -99,6 +99,43 @@ fn replays_the_bundled_sample_as_a_table() {
     );
 }
 
+/// A generated workload of many sizes: the best-fit pool replays it with no failure and
+/// needs no more than the good-fit pool's device.
+#[test]
+fn the_best_fit_pool_replays_and_needs_no_more_memory() {
+    let o = strata(&[
+        "bench",
+        "--count",
+        "3000",
+        "--sizes",
+        "log-uniform",
+        "--max-size",
+        "64MiB",
+        "--max-usage",
+        "2GiB",
+        "--seed",
+        "7",
+        "--device",
+        "sim",
+        "--resource",
+        "pool,pool-best",
+        "--repeat",
+        "1",
+        "--format",
+        "json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("valid JSON");
+    let r = v["resources"].as_array().unwrap();
+    let names: Vec<_> = r.iter().map(|x| x["name"].as_str()).collect();
+    assert_eq!(names, [Some("pool"), Some("pool-best")]);
+    for x in r {
+        assert_eq!(x["failed_allocations"], 0, "{x}");
+    }
+    let cap = |x: &serde_json::Value| x["min_capacity_bytes"].as_u64().expect("searched");
+    assert!(cap(&r[1]) <= cap(&r[0]), "best fit needed more: {v}");
+}
+
 #[test]
 fn json_output_parses_and_has_the_documented_fields() {
     let o = strata(&[

@@ -80,13 +80,14 @@ pub struct ReplayArgs {
     /// Where to replay.
     #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
     pub device: DeviceArg,
-    /// The resources to measure, comma-separated: pool, arena, binning, fixed, stream-pool,
-    /// async, cuda, managed; or `all` (every one the device has).
+    /// The resources to measure, comma-separated: pool, pool-best (the pool with a bounded
+    /// best fit: less memory, slower), arena, binning, fixed, stream-pool, async, cuda,
+    /// managed; or `all` (every one the device has).
     #[arg(long, short, default_value = "all")]
     pub resource: String,
     /// The memory the timed replays may use, in bytes with an optional unit (512MiB, 8GiB,
     /// 1e9). On the simulated device: its capacity (auto: 80 GiB, or 4 x the trace's peak live
-    /// bytes if more). On a GPU: what strata's pool, stream-pool, arena, binning and fixed may
+    /// bytes if more). On a GPU: what strata's pools, stream-pool, arena, binning and fixed may
     /// take from the device; the pools take it all at once, as RMM's replayer gives its pool
     /// 24 GiB (auto: 24 GiB, or 90% of the free memory if less); cuda, managed and async are
     /// limited by the device only.

@@ -236,6 +236,10 @@ mod cuda {
                     Ok(mr) => run.go(&mr, &reserved),
                     Err(e) => built(e),
                 },
+                Kind::PoolBest => match resources::best_fit_pool(upstream(), pool_config) {
+                    Ok(mr) => run.go(&mr, &reserved),
+                    Err(e) => built(e),
+                },
                 Kind::StreamPool => {
                     // As `driver::stream_ordered_pool`, with room for every stream of the trace.
                     let streams = ctx.plan.streams().len().max(DEFAULT_POOL_STREAMS);

@@ -1,13 +1,13 @@
 //! The resources `--resource` names, built on the simulated device and measured.
 
 use strata::adaptors::AsUpstream;
-use strata::algo::{ArenaConfig, FixedConfig, Heap, PoolConfig};
+use strata::algo::{self, ArenaConfig, CoalescingList, Fit, FixedConfig, Heap, PoolConfig};
 use strata::replay::{MeasureOptions, Plan, ResourceReport, SimDevice, measure, min_capacity};
 use strata::resources::{
     Arena, Binning, DEFAULT_ARENA_STREAMS, DEFAULT_POOL_STREAMS, FixedSize, NoOrdering, Pool,
     StreamOrderedPool,
 };
-use strata::{Error, MemoryResource};
+use strata::{Error, MemoryResource, Upstream};
 
 use crate::Failure;
 use crate::output::Progress;
@@ -18,6 +18,9 @@ use crate::units::Human;
 pub enum Kind {
     /// strata's coalescing pool (RMM's `pool_memory_resource`).
     Pool,
+    /// strata's coalescing pool picking blocks by bounded best fit (`Fit::Best`): less memory,
+    /// more time per operation.
+    PoolBest,
     /// strata's arena (RMM's `arena_memory_resource`).
     Arena,
     /// strata's binning resource: fixed-size bins over a pool (RMM's `binning_memory_resource`).
@@ -35,8 +38,9 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 9] = [
         Kind::Pool,
+        Kind::PoolBest,
         Kind::StreamPool,
         Kind::Arena,
         Kind::Binning,
@@ -49,6 +53,7 @@ impl Kind {
     pub fn name(self) -> &'static str {
         match self {
             Kind::Pool => "pool",
+            Kind::PoolBest => "pool-best",
             Kind::Arena => "arena",
             Kind::Binning => "binning",
             Kind::Fixed => "fixed",
@@ -168,6 +173,7 @@ pub fn with_model<W: WithModel>(kind: Kind, plan: &Plan, f: W) -> Option<W::Out>
     match kind {
         Kind::Cuda => Some(f.with(Ok)),
         Kind::Pool => Some(f.with(|d| Pool::new(d, PoolConfig::new(0)))),
+        Kind::PoolBest => Some(f.with(|d| best_fit_pool(d, PoolConfig::new(0)))),
         Kind::StreamPool => {
             let streams = plan.streams().len().max(DEFAULT_POOL_STREAMS);
             Some(f.with(move |d| {
@@ -195,6 +201,16 @@ pub fn with_model<W: WithModel>(kind: Kind, plan: &Plan, f: W) -> Option<W::Out>
         }
         Kind::Async | Kind::Managed => None,
     }
+}
+
+/// strata's pool over `upstream` with its list picking blocks by [`Fit::Best`].
+///
+/// # Errors
+///
+/// As [`algo::Pool::with_list`].
+pub fn best_fit_pool<U: Upstream>(upstream: U, config: PoolConfig) -> Result<Pool<U>, Error> {
+    let list = CoalescingList::new().with_fit(Fit::Best);
+    algo::Pool::with_list(upstream, list, config).map(Pool::from_algo)
 }
 
 /// Whether `kind` has a simulated model.
