@@ -265,13 +265,14 @@ fn out_of_memory_is_an_error_with_the_devices_free_memory() {
         pool.allocate(PIB, 256, s.key()),
         Err(Error::OutOfMemory { .. } | Error::LimitExceeded { .. })
     ));
-    // a request the device could hold, but not now: the driver's own out-of-memory answer
+    // a request the device could hold, but not now: the driver's own out-of-memory answer,
+    // with the free memory at that moment (other tests run beside this one and allocate and
+    // free, so it is compared with the request, not with an earlier reading)
     if !under_sanitizer() {
-        let now_free = dev.memory_info().unwrap().free;
         let r = DeviceMemory::new(&dev).allocate(total - MIB, 256, s.key());
         assert!(
             matches!(r, Err(Error::OutOfMemory { requested, total_free, .. })
-                if requested == total - MIB && total_free <= now_free + 64 * MIB),
+                if requested == total - MIB && total_free < requested),
             "{r:?}"
         );
     }
