@@ -196,17 +196,11 @@ impl<const N: usize, const P: usize> Heap<N, P> {
         }
     }
 
-    /// Forgets the loan of the region starting at `start` (its block stays live, detached:
-    /// the caller frees it with the handle).
-    fn unlend(&mut self, start: u64) -> Option<(Loan, BlockHandle)> {
-        let lent = self.lent.remove(&start)?;
-        self.lent_bytes -= lent.0.len;
-        Some(lent)
-    }
-
-    /// Forgets the loan of the region starting at `start` and frees it into partition `p`.
+    /// Forgets the loan of the region starting at `start` and frees the region into
+    /// partition `p` (it was detached; it merges with its free neighbours there).
     fn unlend_into(&mut self, start: u64, p: PartitionId) -> Option<Loan> {
-        let (loan, handle) = self.unlend(start)?;
+        let (loan, handle) = self.lent.remove(&start)?;
+        self.lent_bytes -= loan.len;
         let freed = self.list.deallocate_detached_in(p, handle);
         debug_assert!(
             freed.is_ok(),
