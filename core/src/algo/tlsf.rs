@@ -2843,30 +2843,11 @@ impl<const N: usize, const P: usize> CoalescingList<N, P, AddressTable> {
     /// ```
     #[inline(always)]
     pub fn deallocate_in(&mut self, part: PartitionId, addr: u64, size: u64) -> Result<(), Error> {
-        if size == 0 {
-            return Err(Error::ZeroSize);
+        if self.deallocate_if_live(part, addr, size)? {
+            Ok(())
+        } else {
+            Err(self.classify_bad_free(addr))
         }
-        if (part as usize) >= self.parts.count() {
-            return Err(Error::UnknownStream {
-                stream: part as u64,
-            });
-        }
-        let Some((idx, chain_prev, bucket)) = self.blocks.hash_find(addr) else {
-            return Err(self.classify_bad_free(addr));
-        };
-        let block_size = self.blocks.node(idx).size();
-        debug_assert_eq!(self.blocks.node(idx).tag(), TAG_LIVE);
-        let rsize = crate::align_up(size, DEFAULT_ALIGNMENT).unwrap_or(0);
-        if rsize != block_size {
-            return Err(Error::SizeMismatch {
-                addr,
-                allocated: block_size,
-                given: size,
-            });
-        }
-        self.blocks.hash_remove(idx, chain_prev, bucket);
-        self.free_live(part, idx, block_size);
-        Ok(())
     }
 
     /// Frees the live block at `addr` into partition `part`, as
@@ -2910,6 +2891,7 @@ impl<const N: usize, const P: usize> CoalescingList<N, P, AddressTable> {
             return Ok(false);
         };
         let block_size = self.blocks.node(idx).size();
+        debug_assert_eq!(self.blocks.node(idx).tag(), TAG_LIVE);
         let rsize = crate::align_up(size, DEFAULT_ALIGNMENT).unwrap_or(0);
         if rsize != block_size {
             return Err(Error::SizeMismatch {
