@@ -1819,17 +1819,7 @@ impl<const N: usize, const P: usize, I: AddressIndex> CoalescingList<N, P, I> {
             v
         };
         fi.free_bytes -= rsize;
-        self.free_bytes -= rsize;
-        self.blocks.live += 1;
-        self.blocks.hash_insert(live);
-        Ok(Block {
-            start,
-            len: rsize,
-            handle: BlockHandle {
-                node: live,
-                generation,
-            },
-        })
+        Ok(self.finish_allocation(live, start, rsize, generation))
     }
 
     /// Every allocation that is not the common case: bad requests, an alignment above 256,
