@@ -1302,7 +1302,8 @@ pub struct RandomAllocations {
     pub count: u32,
     /// How sizes are drawn.
     pub sizes: SizeDistribution,
-    /// No allocation is made that would take the live bytes to this or beyond.
+    /// No allocation is made that would take the live bytes to this or beyond, except when
+    /// nothing is live (so the workload always makes progress).
     pub max_usage: u64,
     /// The generator's seed.
     pub seed: u64,

@@ -258,6 +258,14 @@ fn a_missing_file_and_a_bad_option_say_so() {
 
     let o = strata(&["replay", "examples/traces/sample.csv", "--capacity", "lots"]);
     assert_eq!(o.status.code(), Some(2), "a usage error");
+
+    let o = strata(&["bench", "--count", "0", "--device", "sim"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("--count must be at least 1"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]

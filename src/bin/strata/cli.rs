@@ -130,7 +130,8 @@ pub struct BenchArgs {
     /// The smallest allocation (log-uniform sizes only).
     #[arg(long, default_value = "256")]
     pub min_size: Bytes,
-    /// No allocation is made that would take the live bytes to this or beyond (RMM: 16000 MiB).
+    /// No allocation is made that would take the live bytes to this or beyond, unless nothing
+    /// is live (RMM: 16000 MiB).
     #[arg(long, default_value = "16000MiB")]
     pub max_usage: Bytes,
     /// The generator's seed.

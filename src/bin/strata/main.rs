@@ -86,6 +86,9 @@ fn run_bench(args: &cli::BenchArgs) -> Result<(), Failure> {
             max: args.max_size.0,
         },
     };
+    if args.count == 0 {
+        return Err(Failure("--count must be at least 1".into()));
+    }
     if args.max_size.0 == 0 || (args.sizes == cli::Sizes::LogUniform && args.min_size.0 == 0) {
         return Err(Failure("sizes must be at least 1 byte".into()));
     }
