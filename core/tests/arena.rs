@@ -67,6 +67,60 @@ fn large_blocks_cross_streams_through_the_shared_stream() {
 }
 
 #[test]
+fn a_stream_reusing_its_own_large_blocks_orders_nothing() {
+    let st = SimStreams::new();
+    let a = arena(16 * MIB, &st);
+    for _ in 0..10 {
+        let big = st.allocate(&a, 8 * MIB, 256, S1).unwrap();
+        st.deallocate(&a, big, 8 * MIB, 256, S1).unwrap();
+    }
+    // S1 is not the shared stream, yet its own frees need no ordering for its own reuse.
+    assert_eq!((st.order_calls(), a.stats().returns), (0, 10));
+    // Another stream takes that memory: the shared stream is ordered after S1, S2 after it.
+    let again = st.allocate(&a, 8 * MIB, 256, S2).unwrap();
+    assert_eq!(st.order_calls(), 2);
+    st.deallocate(&a, again, 8 * MIB, 256, S2).unwrap();
+    assert!(st.violations().is_empty(), "{:?}", st.violations());
+    a.audit().unwrap();
+}
+
+#[test]
+fn large_frees_of_two_streams_are_ordered_before_either_takes_back() {
+    let st = SimStreams::new();
+    let a = arena(16 * MIB, &st);
+    let x = st.allocate(&a, 4 * MIB, 256, S1).unwrap();
+    let y = st.allocate(&a, 4 * MIB, 256, S2).unwrap();
+    st.deallocate(&a, x, 4 * MIB, 256, S1).unwrap();
+    assert_eq!(st.order_calls(), 0);
+    // S2's free first orders the shared stream after S1's pending free.
+    st.deallocate(&a, y, 4 * MIB, 256, S2).unwrap();
+    assert_eq!(st.order_calls(), 1);
+    // S1 takes all of it back, S2's block included: ordered after S2 through the shared stream.
+    let z = st.allocate(&a, 16 * MIB, 256, S1).unwrap();
+    assert!(st.violations().is_empty(), "{:?}", st.violations());
+    st.deallocate(&a, z, 16 * MIB, 256, S1).unwrap();
+    // The shared stream itself takes it: ordered after S1's pending free.
+    st.allocate(&a, 16 * MIB, 256, StreamKey::DEFAULT).unwrap();
+    assert!(st.violations().is_empty(), "{:?}", st.violations());
+    a.audit().unwrap();
+}
+
+#[test]
+fn retiring_a_stream_orders_its_pending_large_frees() {
+    let st = SimStreams::new();
+    let a = arena(16 * MIB, &st);
+    let big = st.allocate(&a, 8 * MIB, 256, S1).unwrap();
+    st.deallocate(&a, big, 8 * MIB, 256, S1).unwrap();
+    a.retire_stream(S1).unwrap();
+    // The retirement ordered the shared stream after S1: nothing refers to S1 after it.
+    assert_eq!(st.order_calls(), 1);
+    let again = st.allocate(&a, 8 * MIB, 256, S2).unwrap();
+    assert_eq!((again, st.order_calls()), (big, 2));
+    assert!(st.violations().is_empty(), "{:?}", st.violations());
+    a.audit().unwrap();
+}
+
+#[test]
 fn out_of_memory_reclaims_free_superblocks_in_order() {
     let st = SimStreams::new();
     // Two superblocks in all.

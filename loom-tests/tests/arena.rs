@@ -89,6 +89,36 @@ fn a_large_request_races_a_superblock() {
 }
 
 #[test]
+fn pending_large_frees_race_another_streams_take() {
+    model::exhaustive(|| {
+        // Room for two 2 MiB blocks, one per stream: each stream frees its own and takes one
+        // again, which may be the other's (then the shared stream must have been ordered after
+        // its freer, whose free may still be pending).
+        let (streams, arena) = setup(4, 2);
+        let handles: Vec<_> = [S1, S2]
+            .into_iter()
+            .map(|s| {
+                let x = streams.allocate(&*arena, 2 * MIB, 256, s).unwrap();
+                spawn(&streams, &arena, move |st, a| {
+                    st.deallocate(a, x, 2 * MIB, 256, s).unwrap();
+                    st.allocate(a, 2 * MIB, 256, s).unwrap()
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        assert!(
+            streams.violations().is_empty(),
+            "{:?}",
+            streams.violations()
+        );
+        assert_eq!(arena.stats().returns, 2);
+        arena.audit().unwrap();
+    });
+}
+
+#[test]
 fn a_cross_stream_free_races_the_owner() {
     model::exhaustive(|| {
         let (streams, arena) = setup(2, 2);

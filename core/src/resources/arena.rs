@@ -31,11 +31,22 @@ struct Sub<const N: usize, const P: usize> {
 struct Global<U, const N: usize, const P: usize> {
     upstream: U,
     arena: GlobalArena<N, P>,
-    /// How many times memory was handed back to the global arena (a large free, superblocks
-    /// reclaimed). The shared stream is ordered after the freeing stream each time; a stream
-    /// that takes memory from the global arena is ordered after the shared stream first,
-    /// unless no memory came back since it last was (its sub-arena's `seen_epoch`).
+    /// How many times the shared stream took on memory handed back to the global arena: it
+    /// was ordered after the stream that handed it back (or is that stream). A stream that
+    /// takes memory from the global arena is ordered after the shared stream first, unless
+    /// the epoch did not move since it last was (its sub-arena's `seen_epoch`).
     epoch: u64,
+    /// The one stream whose large frees the shared stream is not yet ordered after, if any.
+    ///
+    /// Invariant: every byte handed back to the global arena was handed back by `pending`, or
+    /// the shared stream was ordered after the stream that handed it back (and `epoch` moved
+    /// since). A stream that frees and takes back its own large blocks so orders nothing; the
+    /// shared stream is ordered after `pending` (and `pending` cleared) as soon as another
+    /// stream hands memory back or takes memory from the global arena, and when `pending` is
+    /// retired.
+    pending: Option<StreamKey>,
+    /// How many times memory was handed back to the global arena (large frees, superblocks).
+    returns: u64,
 }
 
 /// Counters of an [`Arena`].
@@ -96,9 +107,12 @@ pub struct ArenaStats {
 ///
 /// - a small block freed on stream `W` that belongs to stream `S`'s sub-arena goes back there
 ///   after `order_after(S, W)` (RMM synchronises the stream instead);
-/// - memory handed back to the global arena (a large free on `W`, or `S`'s wholly free
-///   superblocks reclaimed under memory pressure) first orders the *shared stream* after `W`
-///   (or `S`);
+/// - memory handed back to the global arena orders the *shared stream* after the stream that
+///   hands it back: at once for `S`'s wholly free superblocks reclaimed under memory pressure;
+///   for a large free on `W`, lazily: the arena remembers the one stream whose large frees the
+///   shared stream is not yet ordered after, and orders it only when another stream hands
+///   memory back or takes memory from the global arena, or when `W` is retired. So a stream
+///   that frees and takes back its own large blocks orders nothing;
 /// - a stream that takes memory from the global arena (a superblock, or a large block) is first
 ///   ordered after the shared stream, unless no memory came back to the global arena since it
 ///   last was. Fresh memory costs nothing.
@@ -240,6 +254,8 @@ impl<U: Upstream, O: StreamOrder, const N: usize, const P: usize> Arena<U, O, N,
                 upstream,
                 arena,
                 epoch: 0,
+                pending: None,
+                returns: 0,
             }),
             holders: Mutex::new(BTreeMap::new()),
         })
@@ -298,7 +314,7 @@ impl<U: Upstream, O: StreamOrder, const N: usize, const P: usize> Arena<U, O, N,
             superblock_bytes: g.arena.superblock_bytes(),
             large_bytes: g.arena.large_bytes(),
             global_free_bytes: g.arena.free_bytes(),
-            returns: g.epoch,
+            returns: g.returns,
         }
     }
 
@@ -396,7 +412,16 @@ impl<U: Upstream, O: StreamOrder, const N: usize, const P: usize> Arena<U, O, N,
             });
         }
         self.table.retire(stream, |sub| {
-            self.order.order_after(self.shared, stream)?;
+            {
+                // Under the global lock, so that no large free on `stream` slips in between
+                // the ordering and the clearing of `pending`.
+                let mut g = self.global.lock();
+                self.order.order_after(self.shared, stream)?;
+                if g.pending == Some(stream) {
+                    g.pending = None;
+                    g.epoch += 1;
+                }
+            }
             sub.owner = self.shared;
             self.release_free(sub);
             Ok(())
@@ -450,6 +475,7 @@ impl<U: Upstream, O: StreamOrder, const N: usize, const P: usize> Arena<U, O, N,
         if size > self.superblock_size {
             let (block, epoch) = {
                 let mut g = self.global.lock();
+                self.flush_pending_for(&mut g, stream)?;
                 (g.arena.allocate(size, align)?, g.epoch)
             };
             if let Err(e) = self.order_for_global(stream, sub, epoch) {
@@ -466,6 +492,7 @@ impl<U: Upstream, O: StreamOrder, const N: usize, const P: usize> Arena<U, O, N,
         }
         let (superblock, epoch) = {
             let mut g = self.global.lock();
+            self.flush_pending_for(&mut g, stream)?;
             (g.arena.acquire_superblock(size, align)?, g.epoch)
         };
         let added = self
@@ -525,6 +552,7 @@ impl<U: Upstream, O: StreamOrder, const N: usize, const P: usize> Arena<U, O, N,
             moved += sb.len;
         }
         g.epoch += 1;
+        g.returns += 1;
         moved
     }
 
@@ -651,12 +679,35 @@ impl<U: Upstream, O: StreamOrder, const N: usize, const P: usize> Arena<U, O, N,
         {
             return Some(g.arena.deallocate(addr, size));
         }
+        // Memory the shared stream hands back needs no ordering of its own; `pending` stays.
         if stream != self.shared
-            && let Err(e) = self.order.order_after(self.shared, stream)
+            && let Err(e) = self.flush_pending_for(g, stream)
         {
             return Some(Err(e));
         }
-        Some(g.arena.deallocate(addr, size).map(|()| g.epoch += 1))
+        Some(g.arena.deallocate(addr, size).map(|()| {
+            g.returns += 1;
+            if stream == self.shared {
+                g.epoch += 1;
+            } else {
+                g.pending = Some(stream);
+            }
+        }))
+    }
+
+    /// Before `stream` hands memory back to the global arena or takes memory from it: orders
+    /// the shared stream after the pending stream if that is another stream (see
+    /// [`Global::pending`]). Nothing changes on error.
+    #[inline]
+    fn flush_pending_for(&self, g: &mut Global<U, N, P>, stream: StreamKey) -> Result<(), Error> {
+        if let Some(p) = g.pending
+            && p != stream
+        {
+            self.order.order_after(self.shared, p)?;
+            g.pending = None;
+            g.epoch += 1;
+        }
+        Ok(())
     }
 
     /// A free that the caller's sub-arena could not take: a large block, a block of another
@@ -771,6 +822,10 @@ impl<U: Upstream, O: StreamOrder, const N: usize, const P: usize> Drop for Arena
     /// then dangle, as with RMM).
     fn drop(&mut self) {
         let mut g = self.global.lock();
+        if let Some(p) = g.pending {
+            // The ordering the last large frees would have had, had they been flushed.
+            let _ = self.order.order_after(self.shared, p);
+        }
         let range = g.arena.arena();
         let _ = g.upstream.deallocate(range);
     }
