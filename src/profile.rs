@@ -224,7 +224,7 @@ impl<R> Profiler<R> {
         let outer = s.top();
         outer.peak = outer.peak.max(outer.current + inner.peak);
         outer.current += inner.current;
-        outer.total += inner.total;
+        outer.total = outer.total.saturating_add(inner.total);
         outer.allocations += inner.allocations;
         let record = s.records.entry(name.clone()).or_insert(ScopeRecord {
             name,
@@ -235,7 +235,7 @@ impl<R> Profiler<R> {
         });
         record.calls += 1;
         record.peak_bytes = record.peak_bytes.max(inner.peak.max(0) as u64);
-        record.total_bytes += inner.total;
+        record.total_bytes = record.total_bytes.saturating_add(inner.total);
         record.allocations += inner.allocations;
     }
 
@@ -333,7 +333,7 @@ impl<R: MemoryResource> MemoryResource for Profiler<R> {
         let f = s.top();
         f.current += i128::from(size);
         f.peak = f.peak.max(f.current);
-        f.total += size;
+        f.total = f.total.saturating_add(size);
         f.allocations += 1;
         Ok(addr)
     }

@@ -327,7 +327,9 @@ impl Trace {
     ///
     /// # Errors
     ///
-    /// [`TraceError::FreeOfUnknownPointer`] and [`TraceError::PointerStillLive`], with the line.
+    /// [`TraceError::FreeOfUnknownPointer`] and [`TraceError::PointerStillLive`], with the line;
+    /// [`TraceError::Malformed`] where the live bytes would exceed `u64::MAX`, or the trace has
+    /// more than 2^32 allocations or distinct streams (a replay numbers them in 32 bits).
     ///
     /// ```
     /// use strata::trace::{Trace, TraceError};
@@ -342,15 +344,28 @@ impl Trace {
         let mut live: HashMap<u64, u32> = HashMap::new();
         let mut live_bytes = 0u64;
         for e in &self.events {
-            let next_stream = stream_index.len() as u32;
-            let stream = *stream_index.entry(e.stream).or_insert_with(|| {
-                out.streams.push(e.stream);
-                next_stream
-            });
+            let too_large = |what: &str| TraceError::Malformed {
+                line: e.line,
+                reason: what.into(),
+            };
+            let stream = match stream_index.get(&e.stream) {
+                Some(&s) => s,
+                None => {
+                    let next = u32::try_from(stream_index.len())
+                        .map_err(|_| too_large("more than 2^32 distinct streams"))?;
+                    stream_index.insert(e.stream, next);
+                    out.streams.push(e.stream);
+                    next
+                }
+            };
             match e.action {
                 Action::AllocateFailure => out.logged_failures += 1,
                 Action::Allocate => {
-                    let id = out.sizes.len() as u32;
+                    let id = u32::try_from(out.sizes.len())
+                        .map_err(|_| too_large("more than 2^32 allocations"))?;
+                    live_bytes = live_bytes
+                        .checked_add(e.size)
+                        .ok_or_else(|| too_large("the live bytes exceed 2^64 - 1"))?;
                     if live.insert(e.pointer, id).is_some() {
                         return Err(TraceError::PointerStillLive {
                             line: e.line,
@@ -358,7 +373,6 @@ impl Trace {
                         });
                     }
                     out.sizes.push(e.size);
-                    live_bytes += e.size;
                     out.peak_live_bytes = out.peak_live_bytes.max(live_bytes);
                     out.ops.push(Op::Allocate {
                         id,
@@ -469,5 +483,98 @@ mod tests {
                 pointer: 0x20
             })
         ));
+    }
+
+    #[test]
+    fn live_bytes_beyond_u64_are_an_error_not_an_overflow() {
+        let half = 1u64 << 63;
+        let text = format!("{HEADER}\n1,t,allocate,0x100,{half},0\n1,t,allocate,0x200,{half},0\n");
+        let trace = Trace::parse(text.as_bytes()).unwrap();
+        match trace.resolve() {
+            Err(TraceError::Malformed { line: 3, reason }) => assert!(reason.contains("2^64")),
+            other => panic!("expected a malformed line 3, got {other:?}"),
+        }
+        // Freed in between, the same sizes are fine.
+        let text = format!(
+            "{HEADER}\n1,t,allocate,0x100,{half},0\n1,t,free,0x100,{half},0\n\
+             1,t,allocate,0x200,{half},0\n"
+        );
+        let r = Trace::parse(text.as_bytes()).unwrap().resolve().unwrap();
+        assert_eq!(r.peak_live_bytes, half);
+    }
+}
+
+/// Property tests: whatever the text, parsing and resolving return a value or a typed error,
+/// never a panic; and a trace written by [`crate::logging::write_trace`] reads back the same.
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A field that is sometimes valid, sometimes not.
+    fn field() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just(String::new()),
+            Just("(nil)".to_owned()),
+            Just("0".to_owned()),
+            Just("allocate".to_owned()),
+            Just("allocate failure".to_owned()),
+            Just("free".to_owned()),
+            Just("18446744073709551615".to_owned()),
+            Just("18446744073709551616".to_owned()),
+            Just("0x".to_owned()),
+            (0u64..1 << 12).prop_map(|v| format!("0x{v:x}")),
+            any::<u64>().prop_map(|v| v.to_string()),
+            "[ -~]{0,12}",
+            "\\PC{0,4}",
+        ]
+    }
+
+    /// A line of 4 to 8 such fields (the header has 6).
+    fn line() -> impl Strategy<Value = String> {
+        prop::collection::vec(field(), 4..=8).prop_map(|f| f.join(","))
+    }
+
+    /// A line that parses: an allocation, a free or a failure at one of a few pointers.
+    fn good_line() -> impl Strategy<Value = String> {
+        (0u8..3, 1u64..9, 1u64..1 << 40, 0u64..3).prop_map(|(action, p, size, stream)| {
+            let (action, pointer) = match action {
+                0 => ("allocate", format!("0x{:x}", p << 8)),
+                1 => ("free", format!("0x{:x}", p << 8)),
+                _ => ("allocate failure", "(nil)".to_owned()),
+            };
+            format!("7,12:00:00.1,{action},{pointer},{size},{stream:x}")
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn any_text_parses_and_resolves_or_says_why(
+            lines in prop::collection::vec(prop_oneof![line(), good_line()], 0..40),
+            header in prop_oneof![Just(HEADER.to_owned()), line()],
+        ) {
+            let text = core::iter::once(header).chain(lines).collect::<Vec<_>>().join("\n");
+            // Neither call may panic; what they return must hang together.
+            if let Ok(trace) = Trace::parse(text.as_bytes())
+                && let Ok(r) = trace.resolve()
+            {
+                // Every free matches an allocation; the peak bounds every allocation.
+                let allocs = r.ops.iter().filter(|o| matches!(o, Op::Allocate { .. })).count();
+                let frees = r.ops.len() - allocs;
+                prop_assert_eq!(allocs as u64, frees as u64 + r.leaked);
+                prop_assert!(r.sizes.iter().all(|&s| s <= r.peak_live_bytes));
+            }
+        }
+
+        #[test]
+        fn a_written_trace_reads_back(lines in prop::collection::vec(good_line(), 0..40)) {
+            let text = core::iter::once(HEADER.to_owned()).chain(lines).collect::<Vec<_>>().join("\n");
+            let trace = Trace::parse(text.as_bytes()).unwrap();
+            let mut out = Vec::new();
+            crate::logging::write_trace(&trace, &mut out).unwrap();
+            prop_assert_eq!(Trace::parse(out.as_slice()).unwrap(), trace);
+        }
     }
 }
