@@ -3,8 +3,9 @@
 use std::fmt;
 use std::str::FromStr;
 
-/// A byte count parsed from `4096`, `64KiB`, `1.5GiB`, `2G`, `1e9`… (K, M, G, T with or without
-/// `i`/`iB`/`B` are powers of 1024, as GPU memory sizes are given).
+/// A byte count parsed from `4096`, `64KiB`, `1.5GiB`, `2G`, `1e9`… (K, M, G, T, P, E with or
+/// without `i`/`iB`/`B` are powers of 1024, as GPU memory sizes are given; an `e` followed by a
+/// digit or a sign is an exponent).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Bytes(pub u64);
 
@@ -12,8 +13,14 @@ impl FromStr for Bytes {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         let t = s.trim();
-        let split = t
-            .find(|c: char| c.is_ascii_alphabetic() && c != 'e' && c != 'E')
+        let bytes_of = t.as_bytes();
+        let split = (0..bytes_of.len())
+            .find(|&i| {
+                let exponent = matches!(bytes_of[i], b'e' | b'E')
+                    && i > 0
+                    && matches!(bytes_of.get(i + 1), Some(b'0'..=b'9' | b'+' | b'-'));
+                bytes_of[i].is_ascii_alphabetic() && !exponent
+            })
             .unwrap_or(t.len());
         let (number, unit) = t.split_at(split);
         let shift = match unit.to_ascii_lowercase().as_str() {
@@ -22,9 +29,11 @@ impl FromStr for Bytes {
             "m" | "mi" | "mib" | "mb" => 20,
             "g" | "gi" | "gib" | "gb" => 30,
             "t" | "ti" | "tib" | "tb" => 40,
+            "p" | "pi" | "pib" | "pb" => 50,
+            "e" | "ei" | "eib" | "eb" => 60,
             _ => {
                 return Err(format!(
-                    "`{s}`: unknown unit `{unit}` (use B, KiB, MiB, GiB, TiB)"
+                    "`{s}`: unknown unit `{unit}` (use B, KiB, MiB, GiB, TiB, PiB, EiB)"
                 ));
             }
         };
@@ -78,6 +87,11 @@ mod tests {
         assert!("lots".parse::<Bytes>().is_err());
         assert!("5 parsecs".parse::<Bytes>().is_err());
         assert!("-1".parse::<Bytes>().is_err());
+        assert_eq!("2PiB".parse(), Ok(Bytes(2 << 50)));
+        assert_eq!("15EiB".parse(), Ok(Bytes(15 << 60)));
+        assert_eq!("1.5e3KiB".parse(), Ok(Bytes(1500 << 10)));
+        assert!("16EiB".parse::<Bytes>().is_err(), "2^64 does not fit");
+        assert!("e3".parse::<Bytes>().is_err());
     }
 
     #[test]
