@@ -412,12 +412,16 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn the_thread_column_is_an_os_thread_id() {
+        // A thread of this process has that id. (Looked up by name: a listing of
+        // `/proc/self/task` taken while the other tests' threads exit can skip entries.)
         let tid = thread_number();
-        let tasks: Vec<u64> = std::fs::read_dir("/proc/self/task")
-            .unwrap()
-            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-            .collect();
-        assert!(tasks.contains(&tid), "{tid} not in {tasks:?}");
+        assert!(
+            std::path::Path::new(&format!("/proc/self/task/{tid}")).is_dir(),
+            "no task {tid}"
+        );
+        // And it is this thread's: another thread gets another id.
+        let other = std::thread::spawn(thread_number).join().unwrap();
+        assert_ne!(tid, other);
     }
 
     #[test]
