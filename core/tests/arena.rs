@@ -121,6 +121,25 @@ fn retiring_a_stream_orders_its_pending_large_frees() {
 }
 
 #[test]
+fn retiring_a_stream_that_only_freed_orders_its_pending_large_frees() {
+    let st = SimStreams::new();
+    let a = arena(16 * MIB, &st);
+    let big = st.allocate(&a, 8 * MIB, 256, S1).unwrap();
+    // Used last on S2, freed there: S2 has no sub-arena, its free is pending.
+    st.order_after(S2, S1).unwrap();
+    st.deallocate(&a, big, 8 * MIB, 256, S2).unwrap();
+    assert_eq!(a.stats().streams, 1);
+    a.retire_stream(S2).unwrap();
+    // The shared stream now waits for S2 (1 call beside the test's own).
+    assert_eq!(st.order_calls(), 2);
+    // S3 waits for the shared stream only: nothing refers to S2 any more.
+    let again = st.allocate(&a, 8 * MIB, 256, S3).unwrap();
+    assert_eq!((again, st.order_calls()), (big, 3));
+    assert!(st.violations().is_empty(), "{:?}", st.violations());
+    a.audit().unwrap();
+}
+
+#[test]
 fn out_of_memory_reclaims_free_superblocks_in_order() {
     let st = SimStreams::new();
     // Two superblocks in all.

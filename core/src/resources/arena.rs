@@ -384,8 +384,9 @@ impl<U: Upstream, O: StreamOrder, const N: usize, const P: usize> Arena<U, O, N,
     /// Retires `stream`: its sub-arena passes to the shared stream after
     /// `order_after(shared, stream)`, and its wholly free superblocks go back to the global
     /// arena. Call it before destroying the stream; its blocks still live are freed as usual
-    /// (on any stream) and their memory is not stranded. Retiring a stream that has no
-    /// sub-arena does nothing.
+    /// (on any stream) and their memory is not stranded. A stream that has no sub-arena (it
+    /// only freed blocks of other streams) has nothing to pass on, but its large frees may not
+    /// be ordered yet: the shared stream is ordered after it then, and nothing else happens.
     ///
     /// # Errors
     ///
@@ -426,6 +427,14 @@ impl<U: Upstream, O: StreamOrder, const N: usize, const P: usize> Arena<U, O, N,
             self.release_free(sub);
             Ok(())
         })?;
+        // Without a sub-arena the closure did not run; the stream's large frees may still be
+        // pending, and nothing may refer to the stream once it is gone.
+        let mut g = self.global.lock();
+        if g.pending == Some(stream) {
+            self.order.order_after(self.shared, stream)?;
+            g.pending = None;
+            g.epoch += 1;
+        }
         Ok(())
     }
 
