@@ -413,16 +413,7 @@ impl<U: Upstream, O: StreamOrder, const N: usize, const P: usize> Arena<U, O, N,
             });
         }
         self.table.retire(stream, |sub| {
-            {
-                // Under the global lock, so that no large free on `stream` slips in between
-                // the ordering and the clearing of `pending`.
-                let mut g = self.global.lock();
-                self.order.order_after(self.shared, stream)?;
-                if g.pending == Some(stream) {
-                    g.pending = None;
-                    g.epoch += 1;
-                }
-            }
+            self.order_shared_after(&mut self.global.lock(), stream)?;
             sub.owner = self.shared;
             self.release_free(sub);
             Ok(())
@@ -431,9 +422,7 @@ impl<U: Upstream, O: StreamOrder, const N: usize, const P: usize> Arena<U, O, N,
         // pending, and nothing may refer to the stream once it is gone.
         let mut g = self.global.lock();
         if g.pending == Some(stream) {
-            self.order.order_after(self.shared, stream)?;
-            g.pending = None;
-            g.epoch += 1;
+            self.order_shared_after(&mut g, stream)?;
         }
         Ok(())
     }
@@ -709,10 +698,18 @@ impl<U: Upstream, O: StreamOrder, const N: usize, const P: usize> Arena<U, O, N,
     /// [`Global::pending`]). Nothing changes on error.
     #[inline]
     fn flush_pending_for(&self, g: &mut Global<U, N, P>, stream: StreamKey) -> Result<(), Error> {
-        if let Some(p) = g.pending
-            && p != stream
-        {
-            self.order.order_after(self.shared, p)?;
+        match g.pending {
+            Some(p) if p != stream => self.order_shared_after(g, p),
+            _ => Ok(()),
+        }
+    }
+
+    /// Orders the shared stream after `stream`, under the global lock (so no large free on
+    /// `stream` slips in between); `stream`'s pending large frees, if any, are then covered.
+    /// Nothing changes on error.
+    fn order_shared_after(&self, g: &mut Global<U, N, P>, stream: StreamKey) -> Result<(), Error> {
+        self.order.order_after(self.shared, stream)?;
+        if g.pending == Some(stream) {
             g.pending = None;
             g.epoch += 1;
         }
@@ -833,7 +830,7 @@ impl<U: Upstream, O: StreamOrder, const N: usize, const P: usize> Drop for Arena
         let mut g = self.global.lock();
         if let Some(p) = g.pending {
             // The ordering the last large frees would have had, had they been flushed.
-            let _ = self.order.order_after(self.shared, p);
+            let _ = self.order_shared_after(&mut g, p);
         }
         let range = g.arena.arena();
         let _ = g.upstream.deallocate(range);
